@@ -1,0 +1,169 @@
+"""The networks: an EDSR-style teacher, a tiny real-time student, and the seed project's student.
+
+All three map a degraded RGB frame in [0, 1] to its restoration at the same size, predicting a
+residual on top of the input (global skip).  Teacher and student work at reduced resolution after a
+pixel-unshuffle: the degraded frame was sent at 1/s of its size, so little is lost, every 3×3 conv
+sees a wider area, and the cost per output pixel drops by the square of the factor.
+
+A model's constructor arguments are its config; checkpoints store ``{"arch": ..., **config}`` so
+``build(config)`` recreates the network without guessing.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv-ReLU-conv, scaled, added back. No batch norm (it hurts restoration)."""
+
+    def __init__(self, width: int, res_scale: float = 0.1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.res_scale = res_scale
+
+    def forward(self, x):
+        return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
+
+
+class Teacher(nn.Module):
+    """EDSR-like: unshuffle, head conv, ``blocks`` residual blocks with a body skip, tail conv, shuffle, global skip."""
+
+    def __init__(self, blocks: int = 12, width: int = 96, unshuffle: int = 4, res_scale: float = 0.1):
+        super().__init__()
+        self.config = dict(blocks=blocks, width=width, unshuffle=unshuffle, res_scale=res_scale)
+        c = 3 * unshuffle**2
+        self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
+        self.head = nn.Conv2d(c, width, 3, padding=1)
+        self.body = nn.ModuleList(ResBlock(width, res_scale) for _ in range(blocks))
+        self.body_tail = nn.Conv2d(width, width, 3, padding=1)
+        self.tail = nn.Conv2d(width, c, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)  # start as the identity: the input is already a fair guess
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def multiple(self) -> int:
+        return self.config["unshuffle"]
+
+    def forward(self, x, return_features: bool = False):
+        h = self.head(self.unshuffle(x - 0.5))
+        feats, y = [], h
+        for i, block in enumerate(self.body):
+            y = block(y)
+            if i in self.feature_points():
+                feats.append(y)
+        y = self.body_tail(y) + h
+        out = x + self.shuffle(self.tail(y))
+        return (out, feats) if return_features else out
+
+    def feature_points(self) -> tuple[int, ...]:
+        """Blocks whose outputs the student is taught to mimic: the middle and the end of the body."""
+        n = len(self.body)
+        return (n // 2 - 1, n - 1)
+
+
+class Student(nn.Module):
+    """Real-time net: unshuffle by 4, a few 3×3 convs at 1/16 of the pixels, a 1×1 tail, shuffle back, global skip."""
+
+    def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1):
+        super().__init__()
+        self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel)
+        c = 3 * unshuffle**2
+        self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
+        self.head = nn.Conv2d(c, width, 3, padding=1)
+        self.body = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(convs))
+        self.tail = nn.Conv2d(width, c, tail_kernel, padding=tail_kernel // 2)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def multiple(self) -> int:
+        return self.config["unshuffle"]
+
+    def forward(self, x, return_features: bool = False):
+        y = F.relu(self.head(self.unshuffle(x - 0.5)))
+        feats = []
+        for i, conv in enumerate(self.body):
+            y = F.relu(conv(y))
+            if i in self.feature_points():
+                feats.append(y)
+        out = x + self.shuffle(self.tail(y))
+        return (out, feats) if return_features else out
+
+    def feature_points(self) -> tuple[int, ...]:
+        n = len(self.body)
+        return (max(0, n // 2 - 1), n - 1)
+
+
+class SeedStudent(nn.Module):
+    """The seed project's student, kept as a baseline: three full-resolution 3×3 convs (3→32→32→3), global skip."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.config = dict(width=width)
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv3 = nn.Conv2d(width, 3, 3, padding=1)
+
+    multiple = 1
+
+    def forward(self, x, return_features: bool = False):
+        y1 = F.relu(self.conv1(x - 0.5))
+        y2 = F.relu(self.conv2(y1))
+        out = x + self.conv3(y2)
+        return (out, [y1, y2]) if return_features else out
+
+    def feature_points(self) -> tuple[int, ...]:
+        return (0, 1)
+
+
+ARCHS = {"teacher": Teacher, "student": Student, "seed": SeedStudent}
+
+# Named sizes. "teacher" trains in about an hour on 2 CPU cores; "teacher-gpu" is the default for a GPU.
+CONFIGS = {
+    "teacher": dict(arch="teacher", blocks=12, width=96, unshuffle=4),
+    "teacher-gpu": dict(arch="teacher", blocks=16, width=128, unshuffle=2),
+    "student": dict(arch="student", width=32, convs=3, unshuffle=4, tail_kernel=1),
+    "seed": dict(arch="seed", width=32),
+}
+
+
+def build(config: dict | str) -> nn.Module:
+    """A fresh model from a config dict (``{"arch": ..., **kwargs}``) or a name in ``CONFIGS``."""
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise ValueError(f"unknown model config {config!r}; choose from {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    config = dict(config)
+    arch = config.pop("arch")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHS)}")
+    return ARCHS[arch](**config)
+
+
+def config_of(model: nn.Module) -> dict:
+    arch = next(k for k, v in ARCHS.items() if isinstance(model, v))
+    return {"arch": arch, **model.config}
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gflops(model: nn.Module, height: int = 720, width: int = 1280) -> float:
+    """Multiply-adds ×2 of the convolutions for one frame (what the 'GFLOP per 720p frame' columns report)."""
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        macs += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    m = getattr(model, "multiple", 1)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, -(-height // m) * m, -(-width // m) * m))
+    for h in handles:
+        h.remove()
+    return 2 * macs / 1e9

@@ -1,0 +1,114 @@
+"""``sharpen(image)``: restore one degraded frame, whatever its type, size or channels.
+
+Image plumbing around the networks: numpy or PIL in, the same out; grayscale, RGBA and 16-bit kept
+as they came; any height and width (padded to the model's multiple); big images cut into overlapping
+tiles so memory stays bounded.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from kd.baselines import unsharp_mask
+
+CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
+
+
+def _as_array(image) -> tuple[np.ndarray, str | None]:
+    """(array, PIL mode or None). Raises ValueError for anything that is not an image."""
+    if isinstance(image, Image.Image):
+        mode = image.mode
+        if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            image = image.convert("RGBA" if "transparency" in image.info or mode == "P" else "RGB")
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            image = np.asarray(image).astype(np.uint16)
+            return image, mode
+        return np.asarray(image), mode
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an image (numpy array or PIL.Image), got {type(image).__name__}")
+    return image, None
+
+
+def _to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """HxWx3 float32 in [0, 1] and the alpha channel (or None)."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        f = arr.astype(np.float32) / 255
+    elif arr.dtype == np.uint16:
+        f = arr.astype(np.float32) / 65535
+    elif arr.dtype in (np.float32, np.float64):
+        if not np.isfinite(arr).all():
+            raise ValueError("image contains NaN or infinite values")
+        f = np.clip(arr.astype(np.float32), 0, 1)
+    else:
+        raise ValueError(f"unsupported pixel type {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+    alpha = f[:, :, 3:] if f.shape[2] == 4 else None
+    rgb = np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f[:, :, :3]
+    return np.ascontiguousarray(rgb), alpha
+
+
+def _from_float(rgb: np.ndarray, alpha: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    channels = like.shape[2] if like.ndim == 3 else 0
+    if channels in (0, 1):
+        out = rgb @ np.array([0.299, 0.587, 0.114], np.float32)  # back to one channel (BT.601 luma)
+        out = out if channels == 0 else out[:, :, None]
+    else:
+        out = np.concatenate([rgb, alpha], axis=2) if channels == 4 else rgb
+    if like.dtype == np.uint8:
+        return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if like.dtype == np.uint16:
+        return (np.clip(out, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return out.astype(like.dtype)
+
+
+def _run_padded(run, multiple: int, tile: np.ndarray) -> np.ndarray:
+    """Run the net on one HxWx3 float tile, padding to the model's multiple by edge reflection."""
+    h, w = tile.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+    x = np.pad(tile, ((0, ph), (0, pw), (0, 0)), mode=mode) if ph or pw else tile
+    y = run(np.ascontiguousarray(x.transpose(2, 0, 1))[None])[0].transpose(1, 2, 0)
+    return y[:h, :w]
+
+
+def _run_tiled(run, multiple: int, rgb: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """Cut into tiles that overlap by ``overlap`` px on each side; keep each tile's centre so seams vanish."""
+    h, w = rgb.shape[:2]
+    if h <= tile and w <= tile:
+        return _run_padded(run, multiple, rgb)
+    out = np.empty_like(rgb)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
+            yb, xb = min(h, y1 + overlap), min(w, x1 + overlap)
+            res = _run_padded(run, multiple, rgb[ya:yb, xa:xb])
+            out[y0:y1, x0:x1] = res[y0 - ya: y1 - ya, x0 - xa: x1 - xa]
+    return out
+
+
+def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 512, overlap: int = 48):
+    """Restore a degraded frame. ``image``: HxW[xC] uint8/uint16/float numpy array or PIL image (L, RGB, RGBA, I;16...).
+
+    ``model``: "student" (real-time), "teacher" (best quality), "seed", "unsharp" (classical), or a checkpoint path.
+    Returns the same type, size, channels and dtype. Images larger than ``tile`` px are processed in overlapping tiles.
+    """
+    from kd.runtime import runner
+
+    arr, mode = _as_array(image)
+    rgb, alpha = _to_float_rgb(arr)
+    if model in CLASSICAL:
+        u8 = (rgb * 255 + 0.5).astype(np.uint8)
+        out = CLASSICAL[model](u8).astype(np.float32) / 255
+    else:
+        if tile < 64 or overlap < 0:
+            raise ValueError("tile must be >= 64 and overlap >= 0")
+        r = runner(str(model), backend)
+        out = _run_tiled(r, r.multiple, rgb, tile, overlap)
+    result = _from_float(out, alpha, arr)
+    if mode is not None:
+        return Image.fromarray(result, mode="I;16" if result.dtype == np.uint16 else None)
+    return result

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command (README): install what the tests need, then run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q torch==2.13.0 -r requirements-dev.txt
+if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then  # the browser tests drive Debian's Chromium
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
+fi
+export GRADIO_ANALYTICS_ENABLED=False NO_ALBUMENTATIONS_UPDATE=1
+python -m pytest -q "$@"

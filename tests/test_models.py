@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from kd import checkpoint
+from kd.models import CONFIGS, Student, build, config_of, count_params, gflops
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_output_matches_input_shape(name):
+    net = build(name).eval()
+    m = getattr(net, "multiple", 1)
+    x = torch.rand(2, 3, 5 * m, 7 * m)
+    with torch.no_grad():
+        out, feats = net(x, return_features=True)
+    assert out.shape == x.shape
+    assert len(feats) == 2
+
+
+def test_fresh_models_start_as_identity():
+    """Zero-initialised tails make an untrained teacher/student return its input: training starts from 'no harm'."""
+    x = torch.rand(1, 3, 32, 48)
+    for name in ("teacher", "student"):
+        with torch.no_grad():
+            assert torch.allclose(build(name)(x), x, atol=1e-6)
+
+
+def test_student_fits_the_real_time_budget():
+    s = build("student")
+    assert count_params(s) <= 60_000
+    assert gflops(s, 720, 1280) <= 6.0
+    assert gflops(build("seed"), 720, 1280) > 3 * gflops(s, 720, 1280)
+    assert count_params(build("teacher")) > 20 * count_params(s)
+
+
+def test_config_round_trip_through_checkpoint(tmp_path):
+    net = Student(width=16, convs=2)
+    torch.nn.init.normal_(net.tail.weight, std=0.01)
+    checkpoint.save(tmp_path / "s.pt", net, step=3)
+    back = checkpoint.load_model(tmp_path / "s.pt")
+    assert config_of(back) == config_of(net) == {"arch": "student", "width": 16, "convs": 2, "unshuffle": 4,
+                                                 "tail_kernel": 1}
+    x = torch.rand(1, 3, 40, 24)
+    with torch.no_grad():
+        assert torch.equal(back(x), net.eval()(x))
+
+
+def test_bad_configs_and_checkpoints_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="unknown model config"):
+        build("giant")
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build({"arch": "transformer"})
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        checkpoint.load_model(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        checkpoint.load_model(tmp_path / "missing.pt")

@@ -1,0 +1,81 @@
+"""kd.sharpen's plumbing, checked with a small random-weight student so it does not depend on shipped weights."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import kd
+from kd import checkpoint
+from kd.models import build
+
+
+@pytest.fixture(scope="module")
+def net_path(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build("student")
+    torch.nn.init.normal_(net.tail.weight, std=0.02)
+    path = tmp_path_factory.mktemp("w") / "student.pt"
+    checkpoint.save(path, net)
+    return str(path)
+
+
+def test_odd_sizes_keep_shape_and_type(odd_photo, net_path):
+    out = kd.sharpen(odd_photo, model=net_path)
+    assert out.shape == odd_photo.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, odd_photo)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 2, 3)])
+def test_tiny_images(net_path, shape):
+    img = np.full(shape, 128, np.uint8)
+    assert kd.sharpen(img, model=net_path).shape == shape
+
+
+def test_grayscale_rgba_and_16_bit(odd_photo, net_path):
+    gray = odd_photo[:, :, 1]
+    assert kd.sharpen(gray, model=net_path).shape == gray.shape
+    assert kd.sharpen(gray[:, :, None], model=net_path).shape == gray.shape + (1,)
+    rgba = np.dstack([odd_photo, np.arange(odd_photo.shape[1], dtype=np.uint8)[None].repeat(odd_photo.shape[0], 0)])
+    out = kd.sharpen(rgba, model=net_path)
+    assert out.shape == rgba.shape and np.array_equal(out[:, :, 3], rgba[:, :, 3])  # alpha untouched
+    deep = odd_photo.astype(np.uint16) * 257
+    out16 = kd.sharpen(deep, model=net_path)
+    assert out16.dtype == np.uint16
+    assert np.abs(out16.astype(int) // 257 - kd.sharpen(odd_photo, model=net_path)).max() <= 1
+
+
+def test_pil_in_pil_out(odd_photo, net_path):
+    for mode in ("RGB", "L", "RGBA", "P"):
+        img = Image.fromarray(odd_photo).convert(mode)
+        out = kd.sharpen(img, model=net_path)
+        assert isinstance(out, Image.Image) and out.size == img.size
+        assert out.mode == ("RGBA" if mode == "P" else mode)
+
+
+def test_tiling_is_seamless(photo, net_path):
+    """With overlap beyond the receptive field, tiled and whole-image results agree."""
+    whole = kd.sharpen(photo, model=net_path, tile=1024)
+    tiled = kd.sharpen(photo, model=net_path, tile=128, overlap=48)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_classical_methods(odd_photo):
+    assert np.array_equal(kd.sharpen(odd_photo, model="none"), odd_photo)
+    assert kd.sharpen(odd_photo, model="unsharp").std() > odd_photo.std()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("picture.png", "numpy array or PIL"),
+    (np.zeros((0, 4, 3), np.uint8), "shape"),
+    (np.zeros((4, 4, 2), np.uint8), "shape"),
+    (np.zeros((4, 4, 3), np.int64), "pixel type"),
+    (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+])
+def test_bad_input_gives_a_clear_error(bad, match, net_path):
+    with pytest.raises(ValueError, match=match):
+        kd.sharpen(bad, model=net_path)
+
+
+def test_unknown_model_is_an_error(odd_photo):
+    with pytest.raises(ValueError, match="unknown model"):
+        kd.sharpen(odd_photo, model="gigantic")

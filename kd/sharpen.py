@@ -14,7 +14,7 @@ from kd.baselines import unsharp_mask
 CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
 
 
-def _as_array(image) -> tuple[np.ndarray, str | None]:
+def as_array(image) -> tuple[np.ndarray, str | None]:
     """(array, PIL mode or None). Raises ValueError for anything that is not an image."""
     if isinstance(image, Image.Image):
         mode = image.mode
@@ -98,7 +98,7 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 51
     """
     from kd.runtime import runner
 
-    arr, mode = _as_array(image)
+    arr, mode = as_array(image)
     rgb, alpha = _to_float_rgb(arr)
     if model in CLASSICAL:
         u8 = (rgb * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,106 @@
+"""Drive the running app like a user: through its API with gradio_client, and in headless Chromium."""
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from app_server import ROOT, running_app
+from kd.data import read_image, write_image
+from kd.degrade import degrade
+
+MAX_PIXELS = 300_000
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_app("--max-pixels", str(MAX_PIXELS)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def test_named_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert {"/sharpen", "/simulate"} <= set(api["named_endpoints"])
+
+
+@pytest.mark.parametrize("model", ["student", "teacher", "unsharp"])
+def test_sharpen_returns_a_same_size_changed_image(client, tmp_path, photo, model):
+    src = tmp_path / "in.png"
+    degraded = degrade(np.ascontiguousarray(photo[:301, :257]), "medium")  # odd size
+    write_image(src, degraded)
+    out = read_image(client.predict(handle_file(str(src)), model, api_name="/sharpen"))
+    assert out.shape == degraded.shape
+    assert np.abs(out.astype(int) - degraded).mean() > 0.1
+
+
+def test_grayscale_rgba_and_16_bit_uploads(client, tmp_path, photo):
+    crop = np.ascontiguousarray(photo[:200, :160])
+    cases = {"gray.png": Image.fromarray(crop[:, :, 0]), "rgba.png": Image.fromarray(np.dstack([crop, crop[:, :, :1]])),
+             "deep.png": None}
+    for name, img in cases.items():
+        path = tmp_path / name
+        if img is None:
+            cv2.imwrite(str(path), (crop[:, :, ::-1].astype(np.uint16) * 257))  # 16-bit RGB PNG
+        else:
+            img.save(path)
+        out = Image.open(client.predict(handle_file(str(path)), "student", api_name="/sharpen"))
+        assert out.size == (160, 200), name
+
+
+def test_large_image_is_downscaled_not_refused(client, tmp_path):
+    big = cv2.resize(read_image(ROOT / "demo/clean/coffee.png"), (800, 700))
+    write_image(tmp_path / "big.png", big)
+    out = read_image(client.predict(handle_file(str(tmp_path / "big.png")), "student", api_name="/sharpen"))
+    assert out.shape[0] * out.shape[1] <= MAX_PIXELS
+    assert abs(out.shape[1] / out.shape[0] - 800 / 700) < 0.02
+
+
+def test_simulate_restoration_beats_the_degraded_frame(client):
+    *images, table = client.predict(handle_file(str(ROOT / "demo/clean/astronaut.png")), "medium", 2, 30,
+                                    api_name="/simulate")
+    rows = {r[0]: dict(zip(table["headers"], r)) for r in table["data"]}
+    assert set(rows) == {"degraded input", "student (real-time)", "teacher"}
+    assert rows["teacher"]["PSNR (dB)"] > rows["degraded input"]["PSNR (dB)"]
+    assert rows["student (real-time)"]["PSNR (dB)"] > rows["degraded input"]["PSNR (dB)"]
+    assert all(read_image(p).shape == (512, 512, 3) for p in images)
+
+
+@pytest.mark.parametrize("payload", [b"definitely not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_corrupt_upload_gives_a_clear_message(client, tmp_path, payload):
+    bad = tmp_path / "upload.png"
+    bad.write_bytes(payload)
+    with pytest.raises(Exception, match="not a readable image"):
+        client.predict(handle_file(str(bad)), "student", api_name="/sharpen")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (tests/run.sh installs it on CI)")
+def test_browser_upload_and_sharpen(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(server)
+        page.locator("#sharpen-input input[type=file]").set_input_files(str(ROOT / "demo/degraded/astronaut_medium.png"))
+        page.locator("#sharpen-input img").first.wait_for(timeout=30_000)
+        page.locator("#sharpen-button").click()
+        out = page.locator("#sharpen-output img").first
+        out.wait_for(timeout=60_000)
+        size = out.evaluate("img => new Promise(r => img.complete ? r([img.naturalWidth, img.naturalHeight]) "
+                            ": img.onload = () => r([img.naturalWidth, img.naturalHeight]))")
+        assert size == [512, 512]
+        page.get_by_text("ms", exact=False).first.wait_for(timeout=10_000)
+        assert "512×512" in page.locator("#sharpen-info").inner_text()
+        page.screenshot(path=str(tmp_path / "sharpen.png"))
+        browser.close()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import torch
 from kd import checkpoint
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+CACHE_DIR = Path(os.environ.get("SHARPKD_CACHE", Path.home() / ".cache" / "sharpkd"))
 MODEL_NAMES = ("student", "teacher", "seed")
-_lock = threading.Lock()
+_lock = threading.RLock()  # exported() holds it while calling load()
 
 
 def weights_path(name: str | Path) -> Path:
@@ -58,9 +60,98 @@ class TorchRunner:
         return self.model(torch.from_numpy(x)).clamp_(0, 1).numpy()
 
 
+class OnnxRunner:
+    """ONNX Runtime on the CPU."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, multiple: int, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.multiple = multiple
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self.session.run(None, {"frame": x.astype(np.float32, copy=False)})[0], 0, 1)
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU, compiled for latency. ``precision='f32'`` forbids bf16 on CPUs with AMX/AVX512-BF16."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, multiple: int, threads: int | None = None, precision: str | None = None):
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.multiple = multiple
+        self._lock = threading.Lock()  # one infer request: calls from several threads take turns
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            out = self.request.infer({0: x.astype(np.float32, copy=False)})[0]
+        return np.clip(out, 0, 1)
+
+
+BACKENDS = ("torch", "onnx", "openvino")
+
+
+def available_backends() -> tuple[str, ...]:
+    found = ["torch"]
+    for name, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+        try:
+            __import__(module)
+            found.append(name)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+def weights_digest(name: str | Path) -> str:
+    """A short content hash of a model's weights file: caches of its outputs are keyed by it."""
+    import hashlib
+
+    return hashlib.sha1(weights_path(name).read_bytes()).hexdigest()[:12]
+
+
+def exported(name: str | Path, fmt: str) -> Path:
+    """The model exported to ``fmt`` in a cache beside its weights, made once per weights file (keyed by content)."""
+    from kd.export import EXPORTERS
+
+    path = weights_path(name)
+    out = CACHE_DIR / f"{path.stem}-{weights_digest(name)}{EXPORTERS[fmt][1]}"
+    if not out.exists():
+        with _lock:
+            if not out.exists():
+                tmp = out.with_name("tmp-" + out.name)
+                EXPORTERS[fmt][0](load(name), tmp)
+                for f in tmp.parent.glob(tmp.stem + ".*"):  # .xml and .bin travel together
+                    f.replace(out.with_suffix(f.suffix))
+    return out
+
+
 @functools.lru_cache(maxsize=16)
-def runner(name: str = "student", backend: str = "torch"):
-    """A cached runner for a model name/path on a backend."""
-    if backend not in ("torch", "auto"):
-        raise ValueError(f"unknown backend {backend!r}")
-    return TorchRunner(load(name))
+def runner(name: str = "student", backend: str = "auto", precision: str | None = None):
+    """A cached runner for a model name/path. ``auto`` picks the fastest installed backend: OpenVINO, then torch."""
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}; choose from {('auto', *BACKENDS)}")
+    model = load(name)
+    if backend == "auto":
+        backend = "openvino" if "openvino" in available_backends() else "torch"
+    if backend == "torch":
+        return TorchRunner(model)
+    if backend not in available_backends():
+        raise RuntimeError(f"backend {backend!r} is not installed (pip install {'onnxruntime' if backend == 'onnx' else 'openvino'})")
+    path = exported(name, backend)
+    if backend == "onnx":
+        return OnnxRunner(path, model.multiple)
+    return OpenVinoRunner(path, model.multiple, precision=precision)

@@ -1,0 +1,82 @@
+"""Render every (image, condition) stimulus once, deterministically, and record its SSIM/PSNR/MS-SSIM.
+
+Renders are cached by content under ``cache/`` (named by image and condition, for the researcher); the copies
+the browser gets live under ``serve/`` with opaque random names, so condition names never reach a rater.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from tqdm import tqdm
+
+from kd.data import read_image, write_image
+from kd.degrade import degrade
+from kd.metrics import all_metrics
+from kd.runtime import weights_digest
+from kd.sharpen import sharpen
+from study import db
+from study.config import SKIMAGE_PREFIX, Condition, StudyConfig
+
+GOLD = "gold-severe"  # a hidden condition used only in gold trials
+
+
+def load_source(path: str, crop: int) -> np.ndarray:
+    if path.startswith(SKIMAGE_PREFIX):
+        from skimage import data
+
+        img = getattr(data, path[len(SKIMAGE_PREFIX):])()
+    else:
+        img = read_image(path)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, 2)
+    img = np.ascontiguousarray(img[:, :, :3])
+    if crop and min(img.shape[:2]) > crop:
+        y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
+        img = np.ascontiguousarray(img[y: y + crop, x: x + crop])
+    return img
+
+
+def render(clean: np.ndarray, cond: Condition) -> np.ndarray:
+    if cond.kind == "reference":
+        return clean
+    degraded = degrade(clean, cond.preset)
+    return degraded if cond.kind == "degraded" else sharpen(degraded, model=cond.method())
+
+
+def build(cfg: StudyConfig, engine: sa.Engine, out: Path) -> int:
+    """Render and register all stimuli (gold ones included). Returns how many were rendered anew."""
+    conds = list(cfg.conditions) + [Condition(GOLD, "degraded", cfg.gold_preset)]
+    cache, serve = out / "cache", out / "serve"
+    serve.mkdir(parents=True, exist_ok=True)
+    made = 0
+    with engine.begin() as conn:
+        conn.execute(db.meta.delete().where(db.meta.c.key == "reference"))
+        if cfg.reference:
+            conn.execute(db.meta.insert().values(key="reference", value=cfg.reference.name))
+        known = {(r.image, r.condition): r for r in conn.execute(sa.select(db.stimuli))}
+        for im in tqdm(cfg.images, desc="stimuli", unit="image"):
+            clean = load_source(im.path, cfg.crop)
+            for cond in conds:
+                version = weights_digest(cond.model) if cond.kind == "model" else "x"
+                cached = cache / im.name / f"{cond.name}-{cond.kind}-{cond.preset}-{version}.png"
+                if cached.exists():
+                    img = read_image(cached)
+                else:
+                    img = render(clean, cond)
+                    write_image(cached, img)
+                    made += 1
+                scores = all_metrics(img, clean)
+                scores = {k: (None if not np.isfinite(v) else v) for k, v in scores.items()}
+                row = known.get((im.name, cond.name))
+                sid = row.id if row else secrets.token_hex(8)
+                shutil.copyfile(cached, serve / f"{sid}.png")
+                values = dict(path=str((serve / f"{sid}.png").resolve()), **scores)
+                if row:
+                    conn.execute(db.stimuli.update().where(db.stimuli.c.id == sid).values(**values))
+                else:
+                    conn.execute(db.stimuli.insert().values(id=sid, image=im.name, condition=cond.name, **values))
+    return made

@@ -72,7 +72,22 @@ def read_input(image, max_pixels: int) -> tuple[np.ndarray, str]:
     return fit_to_limit(np.ascontiguousarray(arr), max_pixels)
 
 
-def make_app(max_pixels: int = 8_000_000) -> gr.Blocks:
+def open_study(config: str | None, db_url: str | None):
+    """The rating study for the Rate tab: its config, database and stimuli (built on first start). None if off."""
+    if not config:
+        return None
+    from study import db
+    from study.__main__ import stimuli_dir
+    from study.config import load_config
+    from study.stimuli import build
+
+    cfg = load_config(config)
+    engine = db.connect(db_url or db.default_url(config))
+    build(cfg, engine, stimuli_dir(Path(config)))
+    return cfg, engine
+
+
+def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
     def sharpen_image(image, model: str = "student"):
         """The /sharpen endpoint: (image, model) -> sharpened image. The views beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
@@ -171,6 +186,15 @@ def make_app(max_pixels: int = 8_000_000) -> gr.Blocks:
             last = gr.State(None)
             cam.stream(live_frame, [cam, live_preset, last], [live_out, fps, last], stream_every=0.1,
                        time_limit=120, concurrency_limit=4, api_visibility="private")
+
+        with gr.Tab("Rate"):
+            if study is None:
+                gr.Markdown("The rating study is off. Start the app with `--study study/example.toml` to rate here.")
+            else:
+                from study.ui import render_rating
+
+                gr.Markdown("Help us measure quality: rate pairs of pictures. It takes about five minutes.")
+                render_rating(*study, app)
     return app
 
 
@@ -187,11 +211,16 @@ def main(argv=None):
     ap.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
     ap.add_argument("--max-pixels", type=int, default=8_000_000, help="larger images are downscaled, with a notice")
     ap.add_argument("--concurrency", type=int, default=2, help="requests processed at once (others queue)")
+    ap.add_argument("--study", default=str(Path(__file__).resolve().parent / "study" / "example.toml"),
+                    help="rating study shown in the Rate tab ('' to turn it off)")
+    ap.add_argument("--study-db", default=None, help="database URL for the study (default: SQLite beside its file)")
     a = ap.parse_args(argv)
     warm_up()
-    app = make_app(a.max_pixels)
+    study = open_study(a.study, a.study_db)
+    app = make_app(a.max_pixels, study)
     app.queue(default_concurrency_limit=a.concurrency, max_size=64)
-    app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb")
+    allowed = [str(Path(a.study).resolve().parent)] if a.study else []
+    app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb", allowed_paths=allowed)
 
 
 if __name__ == "__main__":

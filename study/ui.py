@@ -106,7 +106,7 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
 
     start.click(on_start, rater_box, [rater, *trial_outputs], api_name="start")
     rater_box.submit(on_start, rater_box, [rater, *trial_outputs], api_visibility="private")
-    begin.click(next_view, rater, trial_outputs, api_visibility="private")
+    begin.click(next_view, rater, trial_outputs, api_name="begin")
     submit.click(on_submit, [rater, trial, score_a, score_b, pref], trial_outputs, api_name="rate",
                  trigger_mode="once")
 

@@ -17,8 +17,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_app("--max-pixels", str(MAX_PIXELS)) as url:
+def server(tmp_path_factory):
+    db = tmp_path_factory.mktemp("study") / "ratings.db"
+    with running_app("--max-pixels", str(MAX_PIXELS), "--study-db", f"sqlite:///{db}") as url:
         yield url
 
 
@@ -103,4 +104,47 @@ def test_browser_upload_and_sharpen(server, tmp_path):
         page.get_by_text("ms", exact=False).first.wait_for(timeout=10_000)
         assert "512×512" in page.locator("#sharpen-info").inner_text()
         page.screenshot(path=str(tmp_path / "sharpen.png"))
+        browser.close()
+
+
+def test_rate_tab_runs_a_whole_rater_session(server):
+    """A rater (through the API, as a browser would) starts, sees the instructions, rates every pair, gets a code."""
+    rater = Client(server, verbose=False)
+    rater.predict("api-rater", api_name="/start")
+    out = rater.predict(api_name="/begin")
+    seen = 0
+    while "completion code" not in str(out[-1]):
+        progress, img_a, img_b = out[0], out[1], out[2]
+        assert "Trial" in progress and read_image(img_a).shape == read_image(img_b).shape
+        assert "reference" not in img_a and "teacher" not in img_b  # only opaque ids reach the browser
+        out = rater.predict(4, 2, "a", api_name="/rate")
+        seen += 1
+        assert seen <= 100
+    assert seen >= 16
+    again = Client(server, verbose=False).predict("api-rater", api_name="/start")  # a returning rater
+    assert "completion code" in str(again[-1])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (tests/run.sh installs it on CI)")
+def test_browser_rates_a_few_trials(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(server + "?token=browser-rater")  # arriving with a token starts the session
+        page.get_by_role("tab", name="Rate").click()
+        page.locator("#rater-begin").click()
+        for n in range(3):
+            page.get_by_text(f"Trial {n + 1} of").wait_for(timeout=30_000)
+            page.locator("#score-a").get_by_text("4 – Good").click()
+            page.locator("#score-b").get_by_text("2 – Poor").click()
+            page.locator("#preference").get_by_text("A looks better").click()
+            page.locator("#rater-next").click()
+        page.get_by_text("Trial 4 of").wait_for(timeout=30_000)
+        page.reload()  # a refresh resumes where the rater left off
+        page.get_by_role("tab", name="Rate").click()
+        page.get_by_text("Trial 4 of").wait_for(timeout=30_000)
         browser.close()

@@ -1,0 +1,92 @@
+"""Exported runtimes agree with torch; videos are sharpened frame by frame at their frame rate."""
+import av
+import numpy as np
+import pytest
+import torch
+
+import kd
+from kd import checkpoint
+from kd.export import export_onnx, export_openvino
+from kd.models import build
+from kd.runtime import available_backends
+from kd.video import main as video_main
+from kd.video import process
+
+
+@pytest.fixture(scope="module")
+def net_path(tmp_path_factory):
+    torch.manual_seed(1)
+    net = build("student")
+    torch.nn.init.normal_(net.tail.weight, std=0.05)
+    path = tmp_path_factory.mktemp("w") / "student.pt"
+    checkpoint.save(path, net)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr("kd.runtime.CACHE_DIR", tmp_path / "cache")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_runtimes_agree_with_torch(odd_photo, net_path, backend):
+    if backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    ref = kd.sharpen(odd_photo, model=net_path, backend="torch").astype(int)
+    out = kd.sharpen(odd_photo, model=net_path, backend=backend).astype(int)
+    assert np.abs(out - odd_photo).mean() > 0.5  # the net does change the image
+    assert np.abs(out - ref).max() <= round(0.01 * 255)  # within 1e-2 (OpenVINO may compute in bf16)
+
+
+def test_export_files(tmp_path):
+    net = build("student").eval()
+    onnx_path = export_onnx(net, tmp_path / "s.onnx")
+    assert onnx_path.stat().st_size > 10_000
+    if "openvino" in available_backends():
+        xml = export_openvino(net, tmp_path / "s.xml")
+        assert xml.exists() and xml.with_suffix(".bin").exists()
+
+
+def test_auto_backend_and_unknown_backend(odd_photo, net_path):
+    assert kd.sharpen(odd_photo, model=net_path, backend="auto").shape == odd_photo.shape
+    with pytest.raises(ValueError, match="unknown backend"):
+        kd.sharpen(odd_photo, model=net_path, backend="tensorrt")
+
+
+def make_clip(path, frames=12, fps=15, size=(96, 128)):
+    from skimage import data
+
+    photo = data.astronaut()
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.height, s.width = size
+        s.pix_fmt = "yuv420p"
+        for i in range(frames):
+            crop = np.ascontiguousarray(photo[100 + 3 * i: 100 + 3 * i + size[0], 150: 150 + size[1]])
+            for p in s.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+
+
+def read_clip(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+        return frames, s.average_rate
+
+
+def test_video_keeps_frames_and_rate(tmp_path, net_path):
+    make_clip(tmp_path / "in.mp4")
+    n = process(tmp_path / "in.mp4", tmp_path / "out.mp4", model=net_path, simulate="medium", side_by_side=True)
+    frames, rate = read_clip(tmp_path / "out.mp4")
+    assert n == len(frames) == 12 and rate == 15
+    assert frames[0].shape == (96, 256, 3)  # degraded | sharpened
+
+
+def test_video_cli_errors(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(SystemExit, match="not a readable video"):
+        video_main([str(tmp_path / "junk.mp4"), str(tmp_path / "o.mp4")])
+    with pytest.raises(SystemExit, match="no video"):
+        video_main([str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4")])

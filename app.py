@@ -18,7 +18,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 
 import kd  # noqa: E402

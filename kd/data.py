@@ -9,7 +9,6 @@ turns either into endless (degraded, clean) training patches.
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import struct
 import subprocess

@@ -39,6 +39,11 @@ def gold_failures(votes: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     return g.groupby("rater").agg(gold_trials=("failed", "size"), gold_failed=("failed", "sum")).reset_index()
 
 
+def _winner(vote) -> str | None:
+    """The condition a vote preferred, or None for 'no difference'."""
+    return {"a": vote.condition_a, "b": vote.condition_b}.get(vote.preference)
+
+
 def repeat_consistency(votes: pd.DataFrame) -> pd.DataFrame:
     rep = votes[votes.kind == "repeat"]
     if rep.empty:
@@ -55,8 +60,7 @@ def repeat_consistency(votes: pd.DataFrame) -> pd.DataFrame:
             # compare by condition, whatever side each showing put it on
             first = {o.condition_a: o.score_a, o.condition_b: o.score_b}
             diffs += [abs(r.score_a - first.get(r.condition_a, r.score_a)), abs(r.score_b - first.get(r.condition_b, r.score_b))]
-            winner = lambda v: {"a": v.condition_a, "b": v.condition_b}.get(v.preference)
-            w1, w2 = winner(o), winner(r)
+            w1, w2 = (_winner(v) for v in (o, r))
             flips.append(w1 is not None and w2 is not None and w1 != w2)
         if flips:
             rows.append({"rater": rater, "repeats": len(flips), "repeat_mean_diff": float(np.mean(diffs)),

@@ -17,3 +17,19 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="session")
 def odd_photo(photo) -> np.ndarray:
     return np.ascontiguousarray(photo[13:210, 7:158])  # 197×151: no size is a multiple of anything
+
+
+@pytest.fixture(scope="session")
+def net_path(tmp_path_factory) -> str:
+    """A student with random (non-identity) weights, so plumbing tests do not depend on the shipped weights."""
+    import torch
+
+    from kd import checkpoint
+    from kd.models import build
+
+    torch.manual_seed(0)
+    net = build("student")
+    torch.nn.init.normal_(net.tail.weight, std=0.05)
+    path = tmp_path_factory.mktemp("weights") / "student.pt"
+    checkpoint.save(path, net)
+    return str(path)

@@ -1,6 +1,5 @@
 """Drive the running app like a user: through its API with gradio_client, and in headless Chromium."""
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np

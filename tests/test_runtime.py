@@ -2,25 +2,13 @@
 import av
 import numpy as np
 import pytest
-import torch
 
 import kd
-from kd import checkpoint
 from kd.export import export_onnx, export_openvino
 from kd.models import build
 from kd.runtime import available_backends
 from kd.video import main as video_main
 from kd.video import process
-
-
-@pytest.fixture(scope="module")
-def net_path(tmp_path_factory):
-    torch.manual_seed(1)
-    net = build("student")
-    torch.nn.init.normal_(net.tail.weight, std=0.05)
-    path = tmp_path_factory.mktemp("w") / "student.pt"
-    checkpoint.save(path, net)
-    return str(path)
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,9 @@
 """kd.sharpen's plumbing, checked with a small random-weight student so it does not depend on shipped weights."""
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import kd
-from kd import checkpoint
-from kd.models import build
-
-
-@pytest.fixture(scope="module")
-def net_path(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build("student")
-    torch.nn.init.normal_(net.tail.weight, std=0.02)
-    path = tmp_path_factory.mktemp("w") / "student.pt"
-    checkpoint.save(path, net)
-    return str(path)
 
 
 def test_odd_sizes_keep_shape_and_type(odd_photo, net_path):

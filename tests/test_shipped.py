@@ -1,5 +1,4 @@
 """The weights shipped in weights/ load offline and actually restore a degraded photo (one not used in training)."""
-import numpy as np
 import pytest
 
 import kd

@@ -44,7 +44,9 @@ def test_a_few_steps_lower_the_teacher_loss():
     losses = []
     for _ in range(40):
         loss = restoration_loss(net(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         losses.append(loss.item())
     # the net starts as the identity (loss = the degraded input's); steady descent from there
     assert losses[-1] < 0.98 * losses[0]
@@ -61,12 +63,16 @@ def test_distillation_pulls_student_towards_teacher():
         t_out, t_feats = teacher(x, return_features=True)
     adapters = FeatureAdapters([32, 32], [f.shape[1] for f in t_feats])
     opt = torch.optim.Adam(list(student.parameters()) + list(adapters.parameters()), lr=2e-3)
-    gap = lambda: (student(x) - t_out).abs().mean().item()
+    def gap():
+        return (student(x) - t_out).abs().mean().item()
+
     before = gap()
     for _ in range(30):
         out, s_feats = student(x, return_features=True)
         loss = distillation_loss(out, y, t_out, alpha=1.0, feature_loss=adapters(s_feats, t_feats))
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     assert gap() < 0.7 * before
 
 

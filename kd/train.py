@@ -161,39 +161,44 @@ def main(argv=None):
     model.train()
     bar = tqdm(total=a.steps, initial=step, disable=not master, desc=f"train {a.model}", unit="step")
     t0, seen = time.time(), 0
-    while step < a.steps:
-        x, y = (t.to(device, non_blocking=True) for t in next(loader))
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, a)
-        with autocast:
-            if not is_student:
-                loss = restoration_loss(model(x), y, a.msssim_weight)
-            elif teacher is not None:
-                with torch.no_grad():
-                    t_out, t_feats = teacher(x, return_features=True)
-                out, s_feats = model(x, return_features=True)
-                feat = adapters(s_feats, t_feats) if a.feature_weight > 0 else None
-                loss = distillation_loss(out, y, t_out, a.alpha, feat, a.feature_weight)
-            else:
-                loss = distillation_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if a.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, a.grad_clip)
-        opt.step()
-        step += 1
-        seen += x.shape[0] * world
-        bar.update(1)
-        if master and (step % 10 == 0):
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_at(step, a):.1e}")
-        if master and (step % a.eval_every == 0 or step == a.steps):
-            rec = {"step": step, "loss": round(loss.item(), 5), "lr": lr_at(step, a),
-                   "patches_per_s": round(seen / (time.time() - t0), 1), **validate(raw_model, val, device)}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            tqdm.write(json.dumps(rec))
-        if master and (step % a.save_every == 0 or step == a.steps):
+    try:
+        while step < a.steps:
+            x, y = (t.to(device, non_blocking=True) for t in next(loader))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, a)
+            with autocast:
+                if not is_student:
+                    loss = restoration_loss(model(x), y, a.msssim_weight)
+                elif teacher is not None:
+                    with torch.no_grad():
+                        t_out, t_feats = teacher(x, return_features=True)
+                    out, s_feats = model(x, return_features=True)
+                    feat = adapters(s_feats, t_feats) if a.feature_weight > 0 else None
+                    loss = distillation_loss(out, y, t_out, a.alpha, feat, a.feature_weight)
+                else:
+                    loss = distillation_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if a.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, a.grad_clip)
+            opt.step()
+            step += 1
+            seen += x.shape[0] * world
+            bar.update(1)
+            if master and (step % 10 == 0):
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_at(step, a):.1e}")
+            if master and (step % a.eval_every == 0 or step == a.steps):
+                rec = {"step": step, "loss": round(loss.item(), 5), "lr": lr_at(step, a),
+                       "patches_per_s": round(seen / (time.time() - t0), 1), **validate(raw_model, val, device)}
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                tqdm.write(json.dumps(rec))
+            if master and (step % a.save_every == 0 or step == a.steps):
+                save()
+    except KeyboardInterrupt:  # keep what was learned: --resume continues from here
+        if master:
             save()
+            tqdm.write(f"interrupted: saved step {step} to {a.out}")
     bar.close()
     if ddp:
         dist.destroy_process_group()

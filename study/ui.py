@@ -119,10 +119,40 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
     blocks.load(from_url, None, [rater_box, rater, *trial_outputs], api_visibility="private")
 
 
-def render_admin(engine: sa.Engine) -> None:
-    """Progress, the live report and CSV downloads, behind STUDY_ADMIN_PASSWORD."""
+def admin_view(engine: sa.Engine, password: str):
+    """(summary text, condition table or None, report file paths) for the admin page.
+
+    Raises PermissionError when the page is off (no STUDY_ADMIN_PASSWORD on the server) or the password is wrong.
+    """
+    import hmac
+    import tempfile
+    from pathlib import Path
+
     from study.report import build_report, write
 
+    expected = os.environ.get("STUDY_ADMIN_PASSWORD")
+    if not expected:
+        raise PermissionError("The admin page is off: set STUDY_ADMIN_PASSWORD on the server to turn it on.")
+    if not hmac.compare_digest((password or "").encode(), expected.encode()):
+        raise PermissionError("Wrong password.")
+    with engine.connect() as conn:
+        def count(table):
+            return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+
+        n_raters, n_votes = count(db.raters), count(db.votes)
+        n_done = count(sa.select(db.raters.c.id).where(db.raters.c.completed.isnot(None)).subquery())
+    text = f"**{n_raters}** raters ({n_done} finished), **{n_votes}** votes."
+    try:
+        tables = build_report(engine)
+    except ValueError as e:  # no votes yet
+        return f"{text} {e}.", None, []
+    paths = write(tables, Path(tempfile.mkdtemp(prefix="study_report_")))
+    key = "conditions_screened" if "conditions_screened" in tables else "conditions_all"
+    return text, tables[key].round(3), [str(p) for p in paths]
+
+
+def render_admin(engine: sa.Engine) -> None:
+    """Progress, the live report and CSV downloads, behind STUDY_ADMIN_PASSWORD."""
     password = gr.Textbox(label="Admin password", type="password")
     show_btn = gr.Button("Show progress and report")
     summary = gr.Markdown()
@@ -130,26 +160,10 @@ def render_admin(engine: sa.Engine) -> None:
     files = gr.File(label="Report files (CSV, Markdown, HTML)", file_count="multiple")
 
     def admin(pw: str):
-        expected = os.environ.get("STUDY_ADMIN_PASSWORD")
-        if not expected:
-            raise gr.Error("The admin page is off: set STUDY_ADMIN_PASSWORD on the server to turn it on.")
-        if pw != expected:
-            raise gr.Error("Wrong password.")
-        with engine.connect() as conn:
-            n_raters = conn.execute(sa.select(sa.func.count()).select_from(db.raters)).scalar()
-            n_done = conn.execute(sa.select(sa.func.count()).select_from(db.raters).where(db.raters.c.completed.isnot(None))).scalar()
-            n_votes = conn.execute(sa.select(sa.func.count()).select_from(db.votes)).scalar()
-        text = f"**{n_raters}** raters ({n_done} finished), **{n_votes}** votes."
         try:
-            tables = build_report(engine)
-        except ValueError as e:
-            return text + f" {e}.", None, None
-        import tempfile
-        from pathlib import Path
-
-        paths = write(tables, Path(tempfile.mkdtemp(prefix="study_report_")))
-        key = "conditions_screened" if "conditions_screened" in tables else "conditions_all"
-        return text, tables[key].round(3), [str(p) for p in paths]
+            return admin_view(engine, pw)
+        except PermissionError as e:
+            raise gr.Error(str(e)) from e
 
     show_btn.click(admin, password, [summary, table, files], api_visibility="private")
 

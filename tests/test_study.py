@@ -241,3 +241,19 @@ def test_bad_study_files_name_file_and_line(tmp_path, text, match):
     (tmp_path / "study.toml").write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_config(tmp_path / "study.toml")
+
+
+def test_admin_view_needs_the_password_and_shows_the_report(finished, monkeypatch):
+    from study.ui import admin_view
+
+    engine = finished[1]
+    monkeypatch.delenv("STUDY_ADMIN_PASSWORD", raising=False)
+    with pytest.raises(PermissionError, match="off"):
+        admin_view(engine, "anything")
+    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "s3cret")
+    with pytest.raises(PermissionError, match="Wrong"):
+        admin_view(engine, "guess")
+    text, table, files = admin_view(engine, "s3cret")
+    assert "**14** raters (14 finished)" in text
+    assert list(table.condition)[0] == "reference"
+    assert any(f.endswith("conditions_screened.csv") for f in files)

@@ -65,7 +65,7 @@ class Teacher(nn.Module):
 
 
 class Student(nn.Module):
-    """Real-time net: unshuffle by 4, a few 3×3 convs at 1/16 of the pixels, a 1×1 tail, shuffle back, global skip."""
+    """Real-time net: unshuffle by 4, a few 3×3 convs (LeakyReLU) at 1/16 of the pixels, a 1×1 tail, shuffle, global skip."""
 
     def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1):
         super().__init__()
@@ -83,10 +83,11 @@ class Student(nn.Module):
         return self.config["unshuffle"]
 
     def forward(self, x, return_features: bool = False):
-        y = F.relu(self.head(self.unshuffle(x - 0.5)))
+        # leaky: in a plain conv chain a dead ReLU layer cuts every path to the output (seen at lr 2e-3)
+        y = F.leaky_relu(self.head(self.unshuffle(x - 0.5)), 0.1)
         feats = []
         for i, conv in enumerate(self.body):
-            y = F.relu(conv(y))
+            y = F.leaky_relu(conv(y), 0.1)
             if i in self.feature_points():
                 feats.append(y)
         out = x + self.shuffle(self.tail(y))

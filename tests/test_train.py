@@ -100,3 +100,22 @@ def test_train_cli_rejects_contradictions(tmp_path):
         train_main(["--model", "student", "--teacher", "t.pt", "--no-kd", "--out", str(tmp_path / "x.pt")])
     with pytest.raises(SystemExit, match="no training images"):
         train_main(["--model", "student", "--data", str(tmp_path), "--out", str(tmp_path / "x.pt")])
+
+
+def test_student_learns_and_keeps_its_units_alive():
+    """Regression: at lr 2e-3 a plain conv-ReLU student lost every unit of its last layer and stayed the identity."""
+    torch.manual_seed(0)
+    x, y = fixed_batch(n=16)
+    net = build("student")
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    identity = torch.nn.functional.l1_loss(x, y).item()
+    for _ in range(80):
+        loss = distillation_loss(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out, feats = net(x, return_features=True)
+    assert torch.nn.functional.l1_loss(out, y).item() < 0.97 * identity
+    alive = [(f != 0).transpose(0, 1).flatten(1).any(1).float().mean().item() for f in feats]  # per channel
+    assert min(alive) > 0.9, alive

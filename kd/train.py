@@ -41,6 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--no-kd", action="store_true", help="train a student on clean targets only (ablation)")
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of L1 to the teacher vs L1 to clean")
     ap.add_argument("--feature-weight", type=float, default=0.1, help="weight of feature distillation (0 = off)")
+    ap.add_argument("--pixel-loss", default="l1", choices=["l1", "mse"], help="students: distance D in the KD loss")
     ap.add_argument("--msssim-weight", type=float, default=0.2, help="teacher: weight of 1 − MS-SSIM")
     ap.add_argument("--data", type=Path, default=Path("data/train"), help="folder of photos or a packed .npz shard")
     ap.add_argument("--degradation", default="random", help="'random' (training distribution) or a preset name")
@@ -174,9 +175,9 @@ def main(argv=None):
                         t_out, t_feats = teacher(x, return_features=True)
                     out, s_feats = model(x, return_features=True)
                     feat = adapters(s_feats, t_feats) if a.feature_weight > 0 else None
-                    loss = distillation_loss(out, y, t_out, a.alpha, feat, a.feature_weight)
+                    loss = distillation_loss(out, y, t_out, a.alpha, feat, a.feature_weight, a.pixel_loss)
                 else:
-                    loss = distillation_loss(model(x), y)
+                    loss = distillation_loss(model(x), y, pixel=a.pixel_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if a.grad_clip:

@@ -90,9 +90,11 @@ def test_train_cli_saves_resumes_and_distils(photo_dir, tmp_path):
     assert [r["step"] for r in log] == [2, 4] and all(np.isfinite(r["val_psnr_gain_db"]) for r in log)
 
     s = tmp_path / "student.pt"
-    train_main(["--model", "student", "--teacher", str(t), "--steps", "2", "--patch", "64", "--out", str(s), *args])
+    train_main(["--model", "student", "--teacher", str(t), "--steps", "2", "--patch", "64", "--pixel-loss", "mse",
+                "--out", str(s), *args])
     ckpt = checkpoint.load_state(s)
     assert ckpt["config"]["arch"] == "student" and ckpt["adapters"] is not None
+    assert ckpt["args"]["pixel_loss"] == "mse" and ckpt["args"]["teacher"] == str(t)
 
 
 def test_train_cli_rejects_contradictions(tmp_path):

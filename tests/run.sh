@@ -6,5 +6,9 @@ python -m pip install -q torch==2.13.0 -r requirements-dev.txt
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then  # the browser tests drive Debian's Chromium
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
 fi
+if [ "${CI:-}" = "true" ] && [ -z "${SHARPKD_TEST_POSTGRES:-}" ]; then  # the study's storage tests also run on PostgreSQL
+  SHARPKD_TEST_POSTGRES=$(bash tests/postgres.sh) && export SHARPKD_TEST_POSTGRES
+  echo "PostgreSQL for tests: ${SHARPKD_TEST_POSTGRES:-none (those tests skip)}"
+fi
 export GRADIO_ANALYTICS_ENABLED=False NO_ALBUMENTATIONS_UPDATE=1
 python -m pytest -q "$@"

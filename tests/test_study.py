@@ -1,4 +1,5 @@
 """The rating study end to end on real storage: simulated raters, screening, reports, concurrency, import/export."""
+import os
 import threading
 
 import numpy as np
@@ -55,11 +56,25 @@ preset = "medium"
 """
 
 
-def make_study(tmp_path, trials=20, gold=0.15, repeat=0.15):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Each storage test runs on SQLite and, where tests/postgres.sh started one (SHARPKD_TEST_POSTGRES), PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    url = os.environ.get("SHARPKD_TEST_POSTGRES")
+    if not url:
+        pytest.skip("no PostgreSQL for tests: tests/run.sh starts one on CI (SHARPKD_TEST_POSTGRES)")
+    engine = sa.create_engine(url)
+    db.metadata.drop_all(engine)  # a clean schema for each test
+    engine.dispose()
+    return url
+
+
+def make_study(tmp_path, trials=20, gold=0.15, repeat=0.15, url=None):
     path = tmp_path / "study.toml"
     path.write_text(CONFIG.format(trials=trials, gold=gold, repeat=repeat))
     cfg = load_config(path)
-    engine = db.connect(f"sqlite:///{tmp_path / 'study.db'}")
+    engine = db.connect(url or f"sqlite:///{tmp_path / 'study.db'}")
     build(cfg, engine, tmp_path / "stimuli")
     return cfg, engine, Study(cfg, engine)
 
@@ -158,8 +173,8 @@ def test_report_files(finished, tmp_path):
     assert pd.read_csv(tmp_path / "conditions_all.csv").votes.sum() > 0
 
 
-def test_refresh_resumes_and_double_submit_stores_once(tmp_path):
-    cfg, engine, study = make_study(tmp_path, trials=6)
+def test_refresh_resumes_and_double_submit_stores_once(tmp_path, db_url):
+    cfg, engine, study = make_study(tmp_path, trials=6, url=db_url)
     study.start("ann")
     first = study.current("ann")
     assert study.current("ann") == first  # a refresh shows the same trial
@@ -174,8 +189,8 @@ def test_refresh_resumes_and_double_submit_stores_once(tmp_path):
         again.answer("ann", 99, 3, 3, "none")
 
 
-def test_concurrent_raters_lose_no_vote(tmp_path):
-    cfg, engine, study = make_study(tmp_path, trials=50, gold=0.0, repeat=0.0)
+def test_concurrent_raters_lose_no_vote(tmp_path, db_url):
+    cfg, engine, study = make_study(tmp_path, trials=50, gold=0.0, repeat=0.0, url=db_url)
     errors = []
 
     def rater(i):

@@ -198,9 +198,11 @@ def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
 
 
 def warm_up() -> None:
-    """Load both networks once at start so the first visitor does not wait."""
+    """Load both networks (and export them for the fastest runtime, once) at start so no visitor waits for it."""
+    from kd.runtime import runner
+
     for name in ("student", "teacher"):
-        kd.load(name)
+        runner(name, "auto")
 
 
 def main(argv=None):

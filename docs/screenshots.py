@@ -26,11 +26,13 @@ def main():
         page.screenshot(path=str(ROOT / "docs/sharpen.png"))
 
         page.get_by_role("tab", name="Simulate bandwidth").click()
-        page.locator("input[type=file]").first.set_input_files(str(ROOT / "demo/clean/astronaut.png"))
+        page.locator("input[type=file]").nth(1).set_input_files(str(ROOT / "demo/clean/astronaut.png"))
         page.get_by_role("button", name="Simulate and restore").click()
-        page.get_by_text("student (real-time)").first.wait_for(timeout=120_000)
-        page.wait_for_timeout(1500)
+        page.get_by_text("degraded input", exact=True).first.wait_for(timeout=120_000)
+        page.set_viewport_size({"width": 1280, "height": 1500})
+        page.wait_for_timeout(2500)
         page.screenshot(path=str(ROOT / "docs/simulate.png"))
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
         page.get_by_role("tab", name="Live").click()
         page.wait_for_timeout(2000)

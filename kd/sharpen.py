@@ -19,10 +19,9 @@ def as_array(image) -> tuple[np.ndarray, str | None]:
     if isinstance(image, Image.Image):
         mode = image.mode
         if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            image = image.convert("RGBA" if "transparency" in image.info or mode == "P" else "RGB")
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         elif mode in ("I;16", "I;16B", "I;16L", "I"):
-            image = np.asarray(image).astype(np.uint16)
-            return image, mode
+            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), mode
         return np.asarray(image), mode
     if not isinstance(image, np.ndarray):
         raise ValueError(f"expected an image (numpy array or PIL.Image), got {type(image).__name__}")

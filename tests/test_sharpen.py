@@ -36,7 +36,10 @@ def test_pil_in_pil_out(odd_photo, net_path):
         img = Image.fromarray(odd_photo).convert(mode)
         out = kd.sharpen(img, model=net_path)
         assert isinstance(out, Image.Image) and out.size == img.size
-        assert out.mode == ("RGBA" if mode == "P" else mode)
+        assert out.mode == ("RGB" if mode == "P" else mode)  # a palette comes back as true colour
+    seethrough = Image.fromarray(odd_photo).convert("P")
+    seethrough.info["transparency"] = 0
+    assert kd.sharpen(seethrough, model=net_path).mode == "RGBA"
 
 
 def test_tiling_is_seamless(photo, net_path):

@@ -7,7 +7,6 @@ named evaluation presets.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -137,7 +136,3 @@ def degrade(img: np.ndarray, d: Degradation | str = "medium") -> np.ndarray:
 def with_seed(seed: int) -> Degradation:
     """The random training degradation that ``seed`` names: the same seed always gives the same degradation."""
     return random_degradation(np.random.default_rng(seed))
-
-
-def asdict(d: Degradation) -> dict:
-    return dataclasses.asdict(d)

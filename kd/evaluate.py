@@ -28,7 +28,8 @@ DEFAULT_METHODS = {
     "unsharp mask (OpenCV)": "unsharp",
     "seed student + KD": str(WEIGHTS_DIR / "seed.pt"),
     "student, no KD": str(WEIGHTS_DIR / "student_nokd.pt"),
-    "student + KD": str(WEIGHTS_DIR / "student.pt"),
+    "student + KD": str(WEIGHTS_DIR / "student_kd.pt"),
+    "shipped student (weights/student.pt)": str(WEIGHTS_DIR / "student.pt"),
     "teacher": str(WEIGHTS_DIR / "teacher.pt"),
 }
 

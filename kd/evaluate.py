@@ -2,8 +2,9 @@
 
     python -m kd.evaluate                      # shipped weights, all presets, writes results/eval.{csv,md}
 
-Rows: the degraded input, OpenCV unsharp mask, the seed project's student (distilled), our student without
-and with distillation, and the teacher. Metrics are computed on full images against the clean photo.
+Rows: the degraded input, OpenCV unsharp mask, the seed project's student (distilled), our student without and
+with distillation (L1 and MSE distances, with and without feature distillation), and the teacher. Metrics are
+computed on full images against the clean photo. weights/student.pt, the shipped one, is a copy of one of these.
 """
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ DEFAULT_METHODS = {
     "degraded input": "none",
     "unsharp mask (OpenCV)": "unsharp",
     "seed student + KD": str(WEIGHTS_DIR / "seed.pt"),
-    "student, no KD": str(WEIGHTS_DIR / "student_nokd.pt"),
-    "student + KD": str(WEIGHTS_DIR / "student_kd.pt"),
-    "shipped student (weights/student.pt)": str(WEIGHTS_DIR / "student.pt"),
+    "student, no KD (L1)": str(WEIGHTS_DIR / "ablation" / "student_nokd_l1.pt"),
+    "student + KD (L1, features 0.1)": str(WEIGHTS_DIR / "ablation" / "student_kd_l1.pt"),
+    "student, no KD (MSE)": str(WEIGHTS_DIR / "student_nokd.pt"),
+    "student + KD (MSE, features 0.001)": str(WEIGHTS_DIR / "ablation" / "student_kd_mse.pt"),
+    "student + KD (MSE, no features)": str(WEIGHTS_DIR / "student_kd.pt"),
     "teacher": str(WEIGHTS_DIR / "teacher.pt"),
 }
 

@@ -6,17 +6,18 @@ import kd
 from kd.metrics import psnr, ssim
 from kd.models import count_params, gflops
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left")  # bundled with scikit-image, never trained on
+def photos():
+    """Photos bundled with scikit-image (never trained on): the five of the eval set."""
+    from skimage import data
+
+    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.stereo_motorcycle()[0]]
 
 
 @pytest.fixture(scope="module")
 def gains():
     """Mean PSNR/SSIM change over the degraded input, per method, on scikit-image's photos at the medium preset."""
-    from skimage import data
-
     out = {m: {"psnr": [], "ssim": []} for m in ("student", "teacher", "unsharp")}
-    for name in PHOTOS:
-        clean = getattr(data, name)()[:, :, :3]
+    for clean in photos():
         degraded = kd.degrade(clean, "medium")
         for m in out:
             restored = kd.sharpen(degraded, model=m)

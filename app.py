@@ -101,8 +101,8 @@ def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
         h, w = arr.shape[:2]
         label = next(k for k, v in MODELS if v == model)
         info = f"**{label}**: {w}×{h} px in **{secs * 1000:.0f} ms**" + (f"  \n⚠️ {notice}" if notice else "")
-        return to_display(out), {"before": to_display(arr), "after": to_display(out), "info": info,
-                                 "png": save_png(out)}
+        shown = to_display(out)
+        return shown, {"before": to_display(arr), "after": shown, "info": info, "png": save_png(out)}
 
     def show_views(result: dict | None):
         if not result:

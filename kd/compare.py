@@ -1,4 +1,4 @@
-"""Degrade, restore and compare: what the demo and the rating study show, usable without any UI."""
+"""Degrade, restore and compare: what the demo app shows, as plain functions usable without any UI."""
 from __future__ import annotations
 
 import time

@@ -124,7 +124,7 @@ def weights_digest(name: str | Path) -> str:
 
 
 def exported(name: str | Path, fmt: str) -> Path:
-    """The model exported to ``fmt`` in a cache beside its weights, made once per weights file (keyed by content)."""
+    """The model exported to ``fmt`` in CACHE_DIR (~/.cache/sharpkd), made once per weights file (keyed by content)."""
     from kd.export import EXPORTERS
 
     path = weights_path(name)

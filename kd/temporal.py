@@ -1,0 +1,255 @@
+"""Temporal stability of a per-frame restorer: does it flicker where the clean video does not?
+
+    python -m kd.temporal [--clips data/video/*.mp4] [--pans astronaut coffee] [--preset call] [--frames 48]
+
+A restorer that judges each frame alone can add detail that changes from frame to frame, which a viewer sees as
+shimmer. We measure it against the motion of the clean clip: DIS optical flow (OpenCV) between consecutive clean
+frames, checked forward-backward so occluded pixels are left out, then
+
+- **warp error**: mean |O_t − warp(O_{t−1})| over the trusted pixels (8-bit levels). The clean clip's own value is
+  the floor (interpolation, lighting); a restorer should stay near it.
+- **flicker**: the same on the error signal, mean |(O_t − C_t) − warp(O_{t−1} − C_{t−1})|: how much the damage
+  (or the restorer's correction) changes between frames once motion is accounted for. 0 for the clean clip.
+
+Clips are read from files or synthesised as slow pans with a slight zoom over still photos (so tests need no data).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from kd.degrade import PRESETS, Degradation, degrade
+
+# What a call under a bandwidth cap looks like, per frame: half resolution, H.264 at a high QP.
+CALL_PRESET = Degradation(scale=2.0, codec="h264", quality=34)
+SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360)."""
+    try:
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 640x360, got {text!r}") from None
+    if w < 16 or h < 16 or w > 7680 or h > 4320:
+        raise ValueError(f"size {w}x{h} out of range (16..7680 x 16..4320)")
+    return w, h
+
+
+def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale and centre-crop to exactly size=(w, h), keeping the aspect ratio (area filter when shrinking)."""
+    w, h = size
+    fh, fw = frame.shape[:2]
+    s = max(w / fw, h / fh)
+    nw, nh = max(w, round(fw * s)), max(h, round(fh * s))
+    if (nw, nh) != (fw, fh):
+        frame = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    y, x = (nh - h) // 2, (nw - w) // 2
+    return np.ascontiguousarray(frame[y:y + h, x:x + w])
+
+
+def read_clip(path: str | Path, size: tuple[int, int] | None = None, max_frames: int | None = None,
+              start: int = 0) -> tuple[list[np.ndarray], float]:
+    """(RGB uint8 frames, frames per second) of a video file, optionally fitted to size=(w, h)."""
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no video at {path}")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise ValueError(f"{path} is not a readable video: {e}") from None
+    frames: list[np.ndarray] = []
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i < start:
+                    continue
+                rgb = frame.to_ndarray(format="rgb24")
+                frames.append(fit(rgb, size) if size else rgb)
+                if max_frames and len(frames) >= max_frames:
+                    break
+        except av.error.FFmpegError as e:
+            if not frames:
+                raise ValueError(f"{path} could not be decoded: {e}") from None
+    if not frames:
+        raise ValueError(f"{path} has no frames" + (f" after frame {start}" if start else ""))
+    return frames, fps
+
+
+def load_photo(name: str) -> np.ndarray:
+    """A scikit-image photo by name (astronaut, coffee...) or an image file, as RGB uint8."""
+    if name in SKIMAGE_PHOTOS:
+        from skimage import data
+
+        return getattr(data, name)()
+    img = cv2.imread(str(name), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{name} is neither a scikit-image photo {SKIMAGE_PHOTOS} nor a readable image file")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def pan_clip(photo: np.ndarray, size: tuple[int, int] = (320, 180), frames: int = 48, speed: float = 1.3,
+             zoom: float = 0.002) -> list[np.ndarray]:
+    """A slow camera pan (``speed`` px/frame, diagonal) with a slight zoom-in (``zoom`` per frame) over a photo.
+
+    The photo is first shrunk so the window covers most of it, then every frame is one sub-pixel affine warp of it,
+    so the true motion is smooth and known and the clean clip does not flicker.
+    """
+    w, h = size
+    ph, pw = photo.shape[:2]
+    margin = speed * frames + 8
+    s = max((w + margin) / pw, (h + margin * h / w) / ph) * 1.05
+    base = cv2.resize(photo, (round(pw * s), round(ph * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    bh, bw = base.shape[:2]
+    out = []
+    for t in range(frames):
+        z = 1 + zoom * t
+        cx = (bw - w) / 2 - speed * (t - frames / 2) * 0.8
+        cy = (bh - h) / 2 - speed * (t - frames / 2) * 0.6
+        # output pixel (u, v) samples base at (cx + w/2 + (u - w/2)/z, cy + h/2 + (v - h/2)/z)
+        m = np.array([[z, 0, -z * (cx + w / 2) + w / 2], [0, z, -z * (cy + h / 2) + h / 2]], np.float64)
+        out.append(cv2.warpAffine(base, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101))
+    return out
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def motion(clean: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per consecutive clean pair (t−1, t): (flow from t to t−1, mask of trusted pixels). Computed once per clip.
+
+    DIS flow both ways; a pixel is trusted when the round trip comes back (Sundaram et al.'s test) and stays inside.
+    """
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    out = []
+    grays = [_gray(f) for f in clean]
+    for prev, cur in zip(grays, grays[1:]):
+        back = dis.calc(cur, prev, None)  # cur(x) ≈ prev(x + back(x))
+        fwd = dis.calc(prev, cur, None)
+        fwd_at = _warp(fwd, back)  # fwd evaluated where each current pixel lands in prev
+        roundtrip = back + fwd_at
+        tol = 0.01 * ((back ** 2).sum(-1) + (fwd_at ** 2).sum(-1)) + 0.5
+        h, w = back.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+        x, y = gx + back[..., 0], gy + back[..., 1]
+        inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+        out.append((back, ((roundtrip ** 2).sum(-1) < tol) & inside))
+    return out
+
+
+def warp_error(frames: list[np.ndarray], flows: list[tuple[np.ndarray, np.ndarray]],
+               reference: list[np.ndarray] | None = None) -> float:
+    """Mean |F_t − warp(F_{t−1})| over trusted pixels, in 8-bit levels; with ``reference``, on F − reference."""
+    if len(frames) != len(flows) + 1:
+        raise ValueError(f"{len(frames)} frames but {len(flows)} flows (need one fewer)")
+    if reference is not None:
+        frames = [f.astype(np.float32) - r.astype(np.float32) for f, r in zip(frames, reference)]
+    total, count = 0.0, 0
+    for (flow, mask), prev, cur in zip(flows, frames, frames[1:]):
+        diff = np.abs(cur.astype(np.float32) - _warp(prev.astype(np.float32), flow))
+        total += float(diff[mask].sum())
+        count += int(mask.sum()) * (diff.shape[2] if diff.ndim == 3 else 1)
+    return total / count if count else math.nan
+
+
+def restore(frames: list[np.ndarray], model: str, backend: str = "auto", desc: str = "") -> list[np.ndarray]:
+    from kd.sharpen import sharpen
+
+    return [sharpen(f, model=model, backend=backend) for f in tqdm(frames, desc=desc or model, unit="frame", leave=False)]
+
+
+def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backend: str = "auto",
+              name: str = "clip") -> list[dict]:
+    """One row per method (clean, input, each model): mean PSNR/SSIM against clean, warp error and flicker."""
+    from kd.metrics import psnr, ssim
+
+    flows = motion(clean)
+    degraded = [degrade(f, d) for f in tqdm(clean, desc=f"{name}: degrade", unit="frame", leave=False)]
+    versions = {"clean": clean, "input (degraded)": degraded}
+    for m in models:
+        versions[m] = restore(degraded, m, backend, desc=f"{name}: {m}")
+    rows = []
+    for method, frames in versions.items():
+        rows.append({
+            "clip": name, "method": method,
+            "PSNR": float(np.mean([min(psnr(f, c), 99.0) for f, c in zip(frames, clean)])),
+            "SSIM": float(np.mean([ssim(f, c) for f, c in zip(frames, clean)])),
+            "warp error": warp_error(frames, flows),
+            "flicker": warp_error(frames, flows, reference=clean),
+        })
+    base = next(r for r in rows if r["method"] == "input (degraded)")
+    for r in rows:
+        r["flicker / input"] = r["flicker"] / base["flicker"] if base["flicker"] else math.nan
+    return rows
+
+
+def resolve_preset(name: str) -> Degradation:
+    if name == "call":
+        return CALL_PRESET
+    if name in PRESETS:
+        return PRESETS[name]
+    raise ValueError(f"unknown preset {name!r}; choose 'call' or one of {sorted(PRESETS)}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m kd.temporal", description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", nargs="*", default=None,
+                    help="video files (default: every clip in data/video, if fetched)")
+    ap.add_argument("--pans", nargs="*", default=["astronaut", "coffee"],
+                    help="photos to pan over (scikit-image names or image files)")
+    ap.add_argument("--preset", default="call", help=f"'call' ({CALL_PRESET.describe()}) or one of {sorted(PRESETS)}")
+    ap.add_argument("--models", nargs="+", default=["student", "teacher"], help="kd.sharpen models")
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"])
+    ap.add_argument("--frames", type=int, default=48, help="frames per clip")
+    ap.add_argument("--size", default="640x360", help="clips are fitted to this size (WxH)")
+    ap.add_argument("--out", type=Path, default=Path("results/temporal.md"), help="Markdown table ('' for none)")
+    a = ap.parse_args(argv)
+    try:
+        size = parse_size(a.size)
+        d = resolve_preset(a.preset)
+        if a.frames < 3:
+            raise ValueError("--frames must be at least 3")
+        clips = a.clips if a.clips is not None else sorted(str(p) for p in Path("data/video").glob("*") if p.is_file())
+        sources = [(Path(c).stem, lambda c=c: read_clip(c, size, a.frames)[0]) for c in clips]
+        sources += [(f"pan:{Path(p).stem}", lambda p=p: pan_clip(load_photo(p), size, a.frames)) for p in a.pans]
+        if not sources:
+            raise ValueError("nothing to evaluate: give --clips or --pans")
+        rows = []
+        for name, get in tqdm(sources, desc="clips", unit="clip"):
+            rows += clip_rows(get(), d, a.models, a.backend, name)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    mean = df.groupby("method", sort=False)[["PSNR", "SSIM", "warp error", "flicker", "flicker / input"]].mean()
+    title = f"Temporal stability, preset `{a.preset}` ({d.describe()}), {size[0]}×{size[1]}, {a.frames} frames per clip"
+    text = (f"{title}\n\nPer clip:\n\n{df.to_markdown(index=False, floatfmt='.4f')}\n\n"
+            f"Mean over {len(sources)} clips:\n\n{mean.to_markdown(floatfmt='.4f')}\n")
+    print(text)
+    if str(a.out):
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(f"# {text}")
+        print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,99 +1,83 @@
-"""Where inference runs: loading shipped models once, and running float NCHW batches on a backend.
+"""Where inference runs: float NCHW batches through torch, ONNX Runtime or OpenVINO (fp32/bf16 or INT8).
 
-``kd.sharpen`` deals with images; this module deals with networks. Models are looked up by name in
-``weights/`` (shipped in the repo) or by checkpoint path, and cached, so an app loads each one once.
+``kd.sharpen`` deals with images; this module deals with networks. ``backend="auto"`` times each installed
+float runtime once on this machine and keeps the fastest (the result is cached on disk), since which one wins
+depends on the CPU, the thread count and the architecture, not on a fixed order.
 """
 from __future__ import annotations
 
 import functools
-import os
+import json
+import platform
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from kd import checkpoint
+from kd import registry
+from kd.export import EXPORTERS
+from kd.registry import WEIGHTS_DIR, load, weights_digest, weights_path  # noqa: F401 - the public names stay here
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-CACHE_DIR = Path(os.environ.get("SHARPKD_CACHE", Path.home() / ".cache" / "sharpkd"))
-MODEL_NAMES = ("student", "teacher", "seed")
-_lock = threading.RLock()  # exported() holds it while calling load()
-
-
-def weights_path(name: str | Path) -> Path:
-    p = Path(name)
-    if p.suffix == ".pt" or p.exists():
-        return p
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}: use one of {MODEL_NAMES} or a checkpoint path")
-    return WEIGHTS_DIR / f"{name}.pt"
+BACKENDS = ("torch", "onnx", "openvino", "openvino-int8")
+AUTO_CANDIDATES = ("torch", "onnx", "openvino")  # lossless ones: INT8 changes the output, so it is opted into
+MODULES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino", "openvino-int8": "nncf"}
 
 
-@functools.lru_cache(maxsize=8)
-def _load_cached(path: str) -> torch.nn.Module:
-    return checkpoint.load_model(path)
+class Runner:
+    """A model on one backend: call it on float32 NCHW numpy arrays in [0, 1]; sides multiples of ``multiple``."""
 
+    name = "?"
+    precision = "f32"
 
-def load(name: str | Path = "student") -> torch.nn.Module:
-    """The shipped ``student``/``teacher``/``seed`` network (or any checkpoint path), in eval mode, loaded once."""
-    path = weights_path(name)
-    if not path.exists():
-        raise FileNotFoundError(f"no weights at {path}: train with `python -m kd.train` or restore weights/ from git")
-    with _lock:
-        return _load_cached(str(path.resolve()))
-
-
-class TorchRunner:
-    """Runs a model on float32 NCHW numpy arrays in [0, 1] with torch."""
-
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, threads: int | None = None):
+    def __init__(self, model: torch.nn.Module):
         self.model = model
-        self.multiple = getattr(model, "multiple", 1)
-        if threads:
-            torch.set_num_threads(threads)
+        self.multiple = registry.multiple(model)
+
+    @property
+    def radius(self) -> int:
+        """Context (px) an output pixel needs: the overlap that makes tiles seamless."""
+        return registry.receptive_radius(self.model)
+
+
+class TorchRunner(Runner):
+    name = "torch"
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.model(torch.from_numpy(x)).clamp_(0, 1).numpy()
 
 
-class OnnxRunner:
-    """ONNX Runtime on the CPU."""
-
+class OnnxRunner(Runner):
     name = "onnx"
 
-    def __init__(self, path: Path, multiple: int, threads: int | None = None):
+    def __init__(self, model: torch.nn.Module, path: Path):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.multiple = multiple
+        super().__init__(model)
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.clip(self.session.run(None, {"frame": x.astype(np.float32, copy=False)})[0], 0, 1)
 
 
-class OpenVinoRunner:
-    """OpenVINO on the CPU, compiled for latency. ``precision='f32'`` forbids bf16 on CPUs with AMX/AVX512-BF16."""
+class OpenVinoRunner(Runner):
+    """Compiled for latency. ``precision='f32'`` forbids bf16 on CPUs with AMX/AVX512-BF16, where it is the default."""
 
-    name = "openvino"
-
-    def __init__(self, path: Path, multiple: int, threads: int | None = None, precision: str | None = None):
+    def __init__(self, model: torch.nn.Module, path: Path, name: str = "openvino", precision: str | None = None):
         import openvino as ov
 
+        super().__init__(model)
         config = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
         if precision:
             config["INFERENCE_PRECISION_HINT"] = precision
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.multiple = multiple
+        self.name = name
+        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))  # what it really computes in
+        if name.endswith("int8"):
+            self.precision = f"int8 + {self.precision}"
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -102,56 +86,80 @@ class OpenVinoRunner:
         return np.clip(out, 0, 1)
 
 
-BACKENDS = ("torch", "onnx", "openvino")
-
-
 def available_backends() -> tuple[str, ...]:
-    found = ["torch"]
-    for name, module in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+    found = []
+    for name in BACKENDS:
         try:
-            __import__(module)
+            __import__(MODULES[name])
+            if name == "openvino-int8":
+                __import__("openvino")
             found.append(name)
         except ImportError:
             pass
     return tuple(found)
 
 
-def weights_digest(name: str | Path) -> str:
-    """A short content hash of a model's weights file: caches of its outputs are keyed by it."""
-    import hashlib
-
-    return hashlib.sha1(weights_path(name).read_bytes()).hexdigest()[:12]
-
-
 def exported(name: str | Path, fmt: str) -> Path:
-    """The model exported to ``fmt`` in CACHE_DIR (~/.cache/sharpkd), made once per weights file (keyed by content)."""
-    from kd.export import EXPORTERS
-
+    """The model exported to ``fmt`` in the cache folder (~/.cache/sharpkd), made once per weights file content."""
     path = weights_path(name)
-    out = CACHE_DIR / f"{path.stem}-{weights_digest(name)}{EXPORTERS[fmt][1]}"
+    out = registry.CACHE_DIR / f"{path.stem}-{weights_digest(name)}{EXPORTERS[fmt][1]}"
     if not out.exists():
-        with _lock:
+        with registry.lock:
             if not out.exists():
                 tmp = out.with_name("tmp-" + out.name)
                 EXPORTERS[fmt][0](load(name), tmp)
                 for f in tmp.parent.glob(tmp.stem + ".*"):  # .xml and .bin travel together
-                    f.replace(out.with_suffix(f.suffix))
+                    f.replace(out.with_name(out.stem + f.suffix))
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def runner(name: str = "student", backend: str = "auto", precision: str | None = None):
-    """A cached runner for a model name/path. ``auto`` picks the fastest installed backend: OpenVINO, then torch."""
-    if backend not in ("auto", *BACKENDS):
-        raise ValueError(f"unknown backend {backend!r}; choose from {('auto', *BACKENDS)}")
+def _make(name: str, backend: str, precision: str | None) -> Runner:
+    if backend not in available_backends():
+        raise RuntimeError(f"backend {backend!r} is not installed (pip install {MODULES[backend]})")
     model = load(name)
-    if backend == "auto":
-        backend = "openvino" if "openvino" in available_backends() else "torch"
     if backend == "torch":
         return TorchRunner(model)
-    if backend not in available_backends():
-        raise RuntimeError(f"backend {backend!r} is not installed (pip install {'onnxruntime' if backend == 'onnx' else 'openvino'})")
-    path = exported(name, backend)
     if backend == "onnx":
-        return OnnxRunner(path, model.multiple)
-    return OpenVinoRunner(path, model.multiple, precision=precision)
+        return OnnxRunner(model, exported(name, backend))
+    return OpenVinoRunner(model, exported(name, backend), backend, precision)
+
+
+def _seconds(run: Runner, repeats: int = 3) -> float:
+    m = run.multiple
+    x = np.random.default_rng(0).random((1, 3, -(-360 // m) * m, -(-640 // m) * m), dtype=np.float32)
+    run(x)  # warm-up: first calls allocate and pick kernels
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run(x)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def fastest_backend(name: str = "student") -> str:
+    """The quickest lossless backend for this model on this machine, timed once on a 640×360 frame and
+    remembered in the cache folder (keyed by weights, CPU and thread count)."""
+    key = f"{weights_digest(name)}|{platform.processor() or platform.machine()}|{torch.get_num_threads()}"
+    memo = registry.CACHE_DIR / "fastest-backend.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if known.get(key) in available_backends():
+        return known[key]
+    times = {b: _seconds(runner(name, b)) for b in AUTO_CANDIDATES if b in available_backends()}
+    best = min(times, key=times.get)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({**known, key: best}, indent=1))
+    return best
+
+
+@functools.lru_cache(maxsize=16)
+def runner(name: str = "student", backend: str = "auto", precision: str | None = None) -> Runner:
+    """A cached runner for a model name or checkpoint path on ``backend`` (see ``BACKENDS``; ``auto``: the fastest)."""
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}; choose from {('auto', *BACKENDS)}")
+    load(name)  # a missing or unknown model fails here, before any export or timing
+    if backend == "auto":
+        return runner(name, fastest_backend(name), precision)
+    return _make(name, backend, precision)

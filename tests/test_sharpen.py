@@ -49,6 +49,41 @@ def test_tiling_is_seamless(photo, net_path):
     assert np.abs(whole.astype(int) - tiled).max() <= 1
 
 
+def test_unaligned_tile_and_overlap_are_rounded_to_the_grid(photo, net_path):
+    """A tile of 130 or an overlap of 46 is off the ×4 unshuffle grid; rounded, tiles still match the whole image."""
+    whole = kd.sharpen(photo, model=net_path)
+    for tile, overlap in ((130, 46), (201, 21), (510, 46)):
+        tiled = kd.sharpen(photo, model=net_path, tile=tile, overlap=overlap)
+        assert np.abs(whole.astype(int) - tiled).max() <= 1, (tile, overlap)
+
+
+@pytest.fixture(scope="module")
+def wide_net(tmp_path_factory) -> str:
+    """A deeper student: 15 convs at 1/4 resolution see 60 px around each pixel, beyond the old fixed overlap."""
+    import torch
+
+    from kd import checkpoint
+    from kd.models import build
+
+    torch.manual_seed(1)
+    net = build({"arch": "student", "width": 8, "convs": 14, "unshuffle": 4, "tail_kernel": 1})
+    for conv in [net.head, *net.body]:  # He init: the signal from far pixels does not fade on its way through
+        torch.nn.init.kaiming_normal_(conv.weight, a=0.1)
+    torch.nn.init.normal_(net.tail.weight, std=0.02)
+    path = tmp_path_factory.mktemp("wide") / "wide.pt"
+    checkpoint.save(path, net)
+    return str(path)
+
+
+def test_default_overlap_follows_the_receptive_field(photo, wide_net):
+    from kd.registry import load, receptive_radius
+
+    assert receptive_radius(load(wide_net)) == 60
+    whole = kd.sharpen(photo, model=wide_net).astype(int)
+    assert np.abs(whole - kd.sharpen(photo, model=wide_net, tile=150)).max() <= 1
+    assert np.abs(whole - kd.sharpen(photo, model=wide_net, tile=150, overlap=8)).max() > 3  # the test can fail
+
+
 def test_classical_methods(odd_photo):
     assert np.array_equal(kd.sharpen(odd_photo, model="none"), odd_photo)
     assert kd.sharpen(odd_photo, model="unsharp").std() > odd_photo.std()

@@ -1,0 +1,73 @@
+"""Where models live: names to weight files, loading each once, and the cache folder for their exports.
+
+Both ``kd.export`` (which writes exported files) and ``kd.runtime`` (which runs them) need this, so it sits
+below both and neither imports the other's internals.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+from kd import checkpoint
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+CACHE_DIR = Path(os.environ.get("SHARPKD_CACHE", Path.home() / ".cache" / "sharpkd"))
+MODEL_NAMES = ("student", "teacher", "seed")
+lock = threading.RLock()  # held while loading or exporting, so concurrent requests do the work once
+
+
+def weights_path(name: str | Path) -> Path:
+    p = Path(name)
+    if p.suffix == ".pt" or p.exists():
+        return p
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}: use one of {MODEL_NAMES} or a checkpoint path")
+    return WEIGHTS_DIR / f"{name}.pt"
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str) -> torch.nn.Module:
+    return checkpoint.load_model(path)
+
+
+def load(name: str | Path = "student") -> torch.nn.Module:
+    """The shipped ``student``/``teacher``/``seed`` network (or any checkpoint path), in eval mode, loaded once."""
+    path = weights_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no weights at {path}: train with `python -m kd.train` or restore weights/ from git")
+    with lock:
+        return _load_cached(str(path.resolve()))
+
+
+def weights_digest(name: str | Path) -> str:
+    """A short content hash of a model's weights file: caches of its exports and outputs are keyed by it."""
+    return hashlib.sha1(weights_path(name).read_bytes()).hexdigest()[:12]
+
+
+def multiple(model: torch.nn.Module) -> int:
+    """Frame sides must be multiples of this (the model's pixel-unshuffle factor)."""
+    return int(getattr(model, "multiple", 1))
+
+
+@functools.lru_cache(maxsize=16)
+def receptive_radius(model: torch.nn.Module, probe: int = 320) -> int:
+    """How far (px) an output pixel looks into the input, measured with autograd rather than assumed.
+
+    Tiles overlapping by this much give the same result as the whole image, whatever the architecture.
+    A field wider than the probe (e.g. global pooling) is reported as the probe's half width.
+    """
+    m = multiple(model)
+    side = math.ceil(probe / m) * m
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    c = side // 2 // m * m  # a whole unshuffle cell at the centre: every phase of the grid is probed
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(model(x)[0, :, c:c + m, c:c + m].sum(), x)
+    ys, xs = (grad.abs().sum((0, 1)) > 0).nonzero(as_tuple=True)
+    reach = max(c - int(ys.min()), int(ys.max()) - (c + m - 1), c - int(xs.min()), int(xs.max()) - (c + m - 1))
+    return min(reach, side // 2)

@@ -10,24 +10,26 @@ import argparse
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import UnidentifiedImageError  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 import kd  # noqa: E402
-from kd.compare import fit_to_limit, simulate, timed_sharpen  # noqa: E402
+from kd import imagefile  # noqa: E402
+from kd.compare import simulate, timed_sharpen  # noqa: E402
 from kd.degrade import PRESETS, Degradation  # noqa: E402
-from kd.sharpen import as_array  # noqa: E402
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 MODELS = [("Student (real-time)", "student"), ("Teacher (best quality)", "teacher"), ("Unsharp mask (classical)", "unsharp")]
 NOT_AN_IMAGE = "That file is not a readable image (corrupt, truncated or another kind of file). Try a PNG, JPEG or WebP."
+TOO_LARGE = "That image has too many pixels to open safely. Please downscale it first."
+LIVE_PIXELS = 1280 * 720  # camera frames are scaled to the size the student is built for before anything else
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -40,7 +42,9 @@ def image_input(**kwargs) -> gr.Image:
 
     def preprocess(payload):
         try:
-            return decode(payload)
+            return decode(payload)  # with type="filepath" this reads the header only
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise gr.Error(TOO_LARGE) from e
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise gr.Error(NOT_AN_IMAGE) from e
 
@@ -53,22 +57,48 @@ def to_display(arr: np.ndarray) -> np.ndarray:
     return (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else arr
 
 
-def save_png(arr: np.ndarray) -> str:
-    """Write the result as a lossless PNG (16-bit stays 16-bit) and return its path for download."""
-    path = Path(tempfile.mkdtemp(prefix="sharpkd_")) / "sharpened.png"
-    bgr = arr if arr.ndim == 2 or arr.shape[2] == 1 else cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    cv2.imwrite(str(path), bgr)
-    return str(path)
+class ResultFiles:
+    """One folder for the app's downloadable results; files older than ``keep_s`` go as new ones arrive."""
+
+    def __init__(self, keep_s: float):
+        self.folder = Path(tempfile.mkdtemp(prefix="sharpkd_"))
+        self.keep_s = keep_s
+
+    def save_png(self, arr: np.ndarray) -> str:
+        """Write the result as a lossless PNG (16-bit stays 16-bit) and return its path for download."""
+        now = time.time()
+        for old in self.folder.glob("*.png"):
+            if now - old.stat().st_mtime > self.keep_s:
+                old.unlink(missing_ok=True)
+        return str(imagefile.write(self.folder / f"sharpened-{uuid.uuid4().hex[:12]}.png", arr))
 
 
-def read_input(image, max_pixels: int) -> tuple[np.ndarray, str]:
-    if image is None:
+def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
+    """Decode an upload at full depth; its size is checked from the header before any pixel is decoded."""
+    if path is None:
         raise gr.Error("Upload, paste or capture an image first.")
     try:
-        arr, _ = as_array(image)
+        return imagefile.read(path, max_pixels, decode_limit=max(50_000_000, 4 * max_pixels))
     except ValueError as e:
-        raise gr.Error(str(e)) from e
-    return fit_to_limit(np.ascontiguousarray(arr), max_pixels)
+        raise gr.Error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
+
+
+def live_frame(frame, preset: str, clock: tuple | None):
+    """One camera frame, first scaled to the student's working size; fps is frames delivered per second."""
+    if frame is None:
+        return None, "waiting for the camera…", clock
+    t0 = time.perf_counter()
+    small, _ = imagefile.fit_to_limit(np.ascontiguousarray(frame[:, :, :3]), LIVE_PIXELS)
+    src = kd.degrade(small, preset) if preset in PRESETS else small
+    out = kd.sharpen(src, model="student")
+    now = time.perf_counter()
+    last, gap = clock or (None, None)
+    if last is not None:  # smoothed time between delivered frames: what the viewer really gets
+        gap = now - last if gap is None else 0.8 * gap + 0.2 * (now - last)
+    fps = f"{1 / gap:.1f} fps delivered · " if gap else ""
+    status = (f"{fps}{(now - t0) * 1000:.0f} ms per frame (scale, simulate, sharpen) · camera "
+              f"{frame.shape[1]}×{frame.shape[0]} → {small.shape[1]}×{small.shape[0]}")
+    return out, status, (now, gap)
 
 
 def open_study(config: str | None, db_url: str | None):
@@ -86,9 +116,11 @@ def open_study(config: str | None, db_url: str | None):
     return cfg, engine
 
 
-def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
+def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
+    results = ResultFiles(keep_files_s)
+
     def sharpen_image(image, model: str = "student"):
-        """The /sharpen endpoint: (image, model) -> sharpened image. The views beside it get the rest via state."""
+        """The /sharpen endpoint: (image, model) -> (preview, lossless PNG). The views beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
             raise gr.Error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
@@ -102,43 +134,37 @@ def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
         label = next(k for k, v in MODELS if v == model)
         info = f"**{label}**: {w}×{h} px in **{secs * 1000:.0f} ms**" + (f"  \n⚠️ {notice}" if notice else "")
         shown = to_display(out)
-        return shown, {"before": to_display(arr), "after": shown, "info": info, "png": save_png(out)}
+        return shown, results.save_png(out), {"before": to_display(arr), "after": shown, "info": info}
 
     def show_views(result: dict | None):
         if not result:
-            return None, None, "", None
-        return (result["before"], result["after"]), result["before"], result["info"], result["png"]
+            return None, None, ""
+        return (result["before"], result["after"]), result["before"], result["info"]
 
     def simulate_tab(image, preset: str, scale: float, quality: int):
         arr, notice = read_input(image, min(max_pixels, 4_000_000))
         rgb = to_display(arr)
         rgb = np.repeat(rgb[:, :, None], 3, 2) if rgb.ndim == 2 else rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb, 3, 2)
         d = PRESETS[preset] if preset in PRESETS else Degradation(scale=float(scale), codec="jpeg", quality=int(quality))
-        images, table = simulate(np.ascontiguousarray(rgb), d)
+        try:
+            images, table = simulate(np.ascontiguousarray(rgb), d)
+        except ValueError as e:
+            raise gr.Error(str(e)) from e
         if notice:
             gr.Warning(notice)
         return images["degraded input"], images["student (real-time)"], images["teacher"], table
 
-    def live_frame(frame, preset: str, last: float | None):
-        if frame is None:
-            return None, "waiting for the camera…", last
-        now = time.perf_counter()
-        src = kd.degrade(frame[:, :, :3], preset) if preset in PRESETS else frame[:, :, :3]
-        out, secs = timed_sharpen(src, "student")
-        fps = f"{1 / (now - last):.1f} fps shown · " if last else ""
-        return out, f"{fps}student: {secs * 1000:.0f} ms/frame ({frame.shape[1]}×{frame.shape[0]})", now
-
     examples = sorted(str(p) for p in (DEMO_DIR / "degraded").glob("*.png"))
     clean_examples = sorted(str(p) for p in (DEMO_DIR / "clean").glob("*.png"))
 
-    with gr.Blocks(title="sharpkd: sharpen video-call frames") as app:
+    with gr.Blocks(title="sharpkd: sharpen video-call frames", delete_cache=(max(1, keep_files_s // 2), keep_files_s)) as app:
         gr.Markdown("# sharpkd\nRestore frames that a poor connection made soft and blocky. A tiny **student** network, "
                     "distilled from a large **teacher**, runs in real time.")
         with gr.Tab("Sharpen"):
             with gr.Row():
                 with gr.Column():
-                    inp = image_input(label="Degraded frame", sources=["upload", "webcam", "clipboard"], type="pil",
-                                    image_mode=None, elem_id="sharpen-input")
+                    inp = image_input(label="Degraded frame", sources=["upload", "webcam", "clipboard"], type="filepath",
+                                      image_mode=None, elem_id="sharpen-input")
                     model = gr.Radio(MODELS, value="student", label="Model")
                     go = gr.Button("Sharpen", variant="primary", elem_id="sharpen-button")
                     if examples:
@@ -151,14 +177,14 @@ def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
                 before = gr.Image(label="Before", interactive=False, format="png")
                 after = gr.Image(label="After", interactive=False, format="png", elem_id="sharpen-output")
             result = gr.State(None)
-            go.click(sharpen_image, [inp, model], [after, result], api_name="sharpen").then(
-                show_views, result, [slider, before, info, download], api_visibility="private")
+            go.click(sharpen_image, [inp, model], [after, download, result], api_name="sharpen").then(
+                show_views, result, [slider, before, info], api_visibility="private")
 
         with gr.Tab("Simulate bandwidth"):
             with gr.Row():
                 with gr.Column():
-                    clean = image_input(label="Clean photo", sources=["upload", "webcam", "clipboard"], type="pil",
-                                      image_mode=None)
+                    clean = image_input(label="Clean photo", sources=["upload", "webcam", "clipboard"], type="filepath",
+                                        image_mode=None)
                     preset = gr.Radio([*PRESETS, "custom"], value="medium", label="Connection")
                     scale = gr.Slider(1, 6, value=2, step=0.1, label="Custom: downscale factor")
                     quality = gr.Slider(5, 95, value=30, step=1, label="Custom: JPEG quality")
@@ -192,7 +218,7 @@ def make_app(max_pixels: int = 8_000_000, study=None) -> gr.Blocks:
             else:
                 from study.ui import render_rating
 
-                gr.Markdown("Help us measure quality: rate pairs of pictures. It takes about five minutes.")
+                gr.Markdown("Help us measure picture quality. It takes about five minutes.")
                 render_rating(*study, app)
     return app
 
@@ -215,12 +241,19 @@ def main(argv=None):
     ap.add_argument("--study", default=str(Path(__file__).resolve().parent / "study" / "example.toml"),
                     help="rating study shown in the Rate tab ('' to turn it off)")
     ap.add_argument("--study-db", default=None, help="database URL for the study (default: SQLite beside its file)")
+    ap.add_argument("--keep-files", type=int, default=3600, metavar="SECONDS",
+                    help="uploads and results older than this are deleted from the server's temp folders")
     a = ap.parse_args(argv)
     warm_up()
     study = open_study(a.study, a.study_db)
-    app = make_app(a.max_pixels, study)
+    app = make_app(a.max_pixels, study, a.keep_files)
     app.queue(default_concurrency_limit=a.concurrency, max_size=64)
-    allowed = [str(Path(a.study).resolve().parent)] if a.study else []
+    allowed = []
+    if a.study:  # only the study's opaque rater-facing images are readable over the web, never its database or cache
+        from study.__main__ import stimuli_dir
+        from study.stimuli import serve_dir
+
+        allowed = [str(serve_dir(stimuli_dir(Path(a.study))).resolve())]
     app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb", allowed_paths=allowed)
 
 

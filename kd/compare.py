@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -11,19 +10,9 @@ from kd.degrade import Degradation, degrade
 from kd.metrics import all_metrics
 from kd.sharpen import sharpen
 
+MIN_SIDE = 32
 METHOD_LABELS = {"none": "degraded input", "unsharp": "unsharp mask", "student": "student (real-time)",
                  "teacher": "teacher", "seed": "seed student"}
-
-
-def fit_to_limit(img: np.ndarray, max_pixels: int) -> tuple[np.ndarray, str]:
-    """Area-downscale an image above ``max_pixels``; return it and a notice ('' when untouched)."""
-    h, w = img.shape[:2]
-    if h * w <= max_pixels:
-        return img, ""
-    f = (max_pixels / (h * w)) ** 0.5
-    nw, nh = max(1, int(w * f)), max(1, int(h * f))
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA), (
-        f"The image ({w}×{h}) is larger than the limit of {max_pixels / 1e6:g} MPix and was downscaled to {nw}×{nh}.")
 
 
 def timed_sharpen(image, model: str = "student") -> tuple[object, float]:
@@ -39,6 +28,9 @@ def simulate(clean: np.ndarray, degradation: Degradation | str = "medium",
 
     Returns ({"degraded input": img, method label: img, ...}, table with PSNR/SSIM/MS-SSIM and milliseconds).
     """
+    if min(clean.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"The image is {clean.shape[1]}×{clean.shape[0]} px: scoring it needs at least "
+                         f"{MIN_SIDE}×{MIN_SIDE} (SSIM compares 11×11 windows).")
     degraded = degrade(clean, degradation)
     images = {METHOD_LABELS["none"]: degraded}
     rows = [{"method": METHOD_LABELS["none"], **all_metrics(degraded, clean), "ms": 0.0}]

@@ -1,5 +1,6 @@
 """Drive the running app like a user: through its API with gradio_client, and in headless Chromium."""
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -37,9 +38,11 @@ def test_sharpen_returns_a_same_size_changed_image(client, tmp_path, photo, mode
     src = tmp_path / "in.png"
     degraded = degrade(np.ascontiguousarray(photo[:301, :257]), "medium")  # odd size
     write_image(src, degraded)
-    out = read_image(client.predict(handle_file(str(src)), model, api_name="/sharpen"))
+    preview, png = client.predict(handle_file(str(src)), model, api_name="/sharpen")
+    out = read_image(preview)
     assert out.shape == degraded.shape
     assert np.abs(out.astype(int) - degraded).mean() > 0.1
+    assert np.array_equal(read_image(png), out)  # the download is the same picture, lossless
 
 
 def test_grayscale_rgba_and_16_bit_uploads(client, tmp_path, photo):
@@ -52,14 +55,21 @@ def test_grayscale_rgba_and_16_bit_uploads(client, tmp_path, photo):
             cv2.imwrite(str(path), (crop[:, :, ::-1].astype(np.uint16) * 257))  # 16-bit RGB PNG
         else:
             img.save(path)
-        out = Image.open(client.predict(handle_file(str(path)), "student", api_name="/sharpen"))
-        assert out.size == (160, 200), name
+        preview, png = client.predict(handle_file(str(path)), "student", api_name="/sharpen")
+        assert Image.open(preview).size == (160, 200), name
+        full = cv2.imread(png, cv2.IMREAD_UNCHANGED)
+        assert full.shape[:2] == (200, 160), name
+        if name == "deep.png":  # 16-bit in, 16-bit out, and still the same picture
+            assert full.dtype == np.uint16 and full.shape[2] == 3
+            assert np.abs(full[:, :, ::-1].astype(int) // 257 - crop).mean() < 3
+        if name == "rgba.png":
+            assert full.shape[2] == 4 and np.array_equal(full[:, :, 3], crop[:, :, 0])  # alpha kept
 
 
 def test_large_image_is_downscaled_not_refused(client, tmp_path):
     big = cv2.resize(read_image(ROOT / "demo/clean/coffee.png"), (800, 700))
     write_image(tmp_path / "big.png", big)
-    out = read_image(client.predict(handle_file(str(tmp_path / "big.png")), "student", api_name="/sharpen"))
+    out = read_image(client.predict(handle_file(str(tmp_path / "big.png")), "student", api_name="/sharpen")[0])
     assert out.shape[0] * out.shape[1] <= MAX_PIXELS
     assert abs(out.shape[1] / out.shape[0] - 800 / 700) < 0.02
 
@@ -72,6 +82,52 @@ def test_simulate_restoration_beats_the_degraded_frame(client):
     assert rows["teacher"]["PSNR (dB)"] > rows["degraded input"]["PSNR (dB)"]
     assert rows["student (real-time)"]["PSNR (dB)"] > rows["degraded input"]["PSNR (dB)"]
     assert all(read_image(p).shape == (512, 512, 3) for p in images)
+
+
+def test_huge_image_is_refused_from_its_header(client, tmp_path):
+    """A 12000×12000 PNG (a few kB on disk, 144 MPix decoded) is refused before any pixel is decoded."""
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bomb)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(Exception, match="too many pixels"):
+        client.predict(handle_file(str(bomb)), "student", api_name="/sharpen")
+
+
+def test_simulate_on_a_tiny_image_says_why(client, tmp_path):
+    tiny = tmp_path / "tiny.png"
+    write_image(tiny, np.full((1, 1, 3), 128, np.uint8))
+    with pytest.raises(Exception, match="at least 32×32"):
+        client.predict(handle_file(str(tiny)), "medium", 2, 30, api_name="/simulate")
+
+
+def test_result_files_are_not_left_behind(tmp_path, photo):
+    """Every request used to leave its own temp folder forever; now one folder, pruned, and Gradio's cache too."""
+    temp, cache = tmp_path / "tmp", tmp_path / "gradio"
+    temp.mkdir()
+    src = tmp_path / "in.png"
+    write_image(src, np.ascontiguousarray(photo[:64, :64]))
+    with running_app("--study", "", "--keep-files", "4", env={"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(cache)}) as url:
+        c = Client(url, verbose=False)
+        for _ in range(3):
+            c.predict(handle_file(str(src)), "unsharp", api_name="/sharpen")
+        ours = list(temp.glob("sharpkd_*"))
+        assert len(ours) == 1 and len(list(ours[0].iterdir())) == 3
+        time.sleep(9)
+        c.predict(handle_file(str(src)), "unsharp", api_name="/sharpen")
+        assert len(list(ours[0].iterdir())) == 1  # the three old results went
+        copies = [f for f in cache.rglob("*") if f.name == "in.png" or f.name.startswith("sharpened-")]
+        assert copies and all(time.time() - f.stat().st_mtime < 8 for f in copies)  # Gradio's copies went too
+
+
+def test_live_frames_are_scaled_to_the_working_size():
+    import app
+
+    frame = np.random.default_rng(0).integers(0, 255, (1440, 1920, 3), np.uint8)
+    out, status, clock = app.live_frame(frame, "off", None)
+    assert out.shape[0] * out.shape[1] <= app.LIVE_PIXELS and abs(out.shape[1] / out.shape[0] - 4 / 3) < 0.01
+    assert "camera 1920×1440 → " in status
+    out, status, clock = app.live_frame(frame, "medium", clock)
+    assert "fps delivered" in status
 
 
 @pytest.mark.parametrize("payload", [b"definitely not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])

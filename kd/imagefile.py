@@ -1,0 +1,90 @@
+"""Reading and writing image files at full depth, with the size checked before any pixel is decoded.
+
+Shared by the app's uploads and the ``python -m kd.sharpen`` command line: 16-bit PNG/TIFF stay 16-bit, alpha
+is kept, and a decompression bomb is refused from its header instead of filling memory.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from kd.sharpen import as_array
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+FULL_DEPTH = (".png", ".tif", ".tiff")  # formats that can hold 16 bits per channel: OpenCV decodes those unchanged
+
+
+def fit_to_limit(img: np.ndarray, max_pixels: int) -> tuple[np.ndarray, str]:
+    """Area-downscale an image above ``max_pixels``; return it and a notice ('' when untouched)."""
+    h, w = img.shape[:2]
+    if h * w <= max_pixels:
+        return img, ""
+    f = (max_pixels / (h * w)) ** 0.5
+    nw, nh = max(1, int(w * f)), max(1, int(h * f))
+    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA), (
+        f"The image ({w}×{h}) is larger than the limit of {max_pixels / 1e6:g} MPix and was downscaled to {nw}×{nh}.")
+
+
+def read(path: Path | str, max_pixels: int | None = None, decode_limit: int = 100_000_000) -> tuple[np.ndarray, str]:
+    """(HxW[xC] uint8/uint16 RGB(A) array, notice). Raises ValueError for a non-image or one over ``decode_limit``.
+
+    The header is read first: images above ``decode_limit`` pixels are refused undecoded, and a JPEG above
+    ``max_pixels`` is decoded at a reduced scale (libjpeg's draft mode). The result is downscaled to ``max_pixels``.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"{path.name}: the image is too large to open safely") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"{path.name}: not a readable image ({e})") from None
+    with im:
+        w, h = im.size
+        if w * h > decode_limit:
+            raise ValueError(f"{path.name}: {w}×{h} is too large (limit {decode_limit / 1e6:g} MPix)")
+        try:
+            if path.suffix.lower() in FULL_DEPTH and im.format in ("PNG", "TIFF"):
+                arr = _decode_unchanged(path)
+            else:
+                if max_pixels and im.format == "JPEG" and w * h > max_pixels:
+                    f = (max_pixels / (w * h)) ** 0.5
+                    im.draft("RGB", (int(w * f) + 1, int(h * f) + 1))  # at least the target size, never less
+                arr, _ = as_array(ImageOps.exif_transpose(im))
+        except (OSError, SyntaxError, ValueError, cv2.error) as e:
+            raise ValueError(f"{path.name}: not a readable image ({e})") from None
+    return fit_to_limit(np.ascontiguousarray(arr), max_pixels) if max_pixels else (arr, "")
+
+
+def _decode_unchanged(path: Path) -> np.ndarray:
+    """OpenCV keeps 16 bits and alpha (Pillow turns 16-bit RGB into 8-bit); BGR(A) becomes RGB(A)."""
+    img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError("OpenCV could not decode it")
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    if img.dtype not in (np.uint8, np.uint16, np.float32):
+        raise ValueError(f"unsupported pixel type {img.dtype}")
+    return img
+
+
+def write(path: Path | str, arr: np.ndarray) -> Path:
+    """Write a uint8/uint16 gray, RGB or RGBA array losslessly where the format allows (PNG: 16-bit stays)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if arr.dtype.kind == "f":
+        arr = (np.clip(arr, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    if path.suffix.lower() in (".jpg", ".jpeg", ".webp", ".bmp") and arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)  # these hold 8 bits only
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(path.suffix or ".png", arr)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    buf.tofile(path)
+    return path

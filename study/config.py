@@ -1,9 +1,11 @@
-"""A study definition, read from TOML and checked before anything is rendered or stored.
+"""A study definition, read from TOML and checked strictly before anything is rendered or stored.
 
-See ``study/example.toml``. Errors name the file and, where it can be found, the line.
+See ``study/example.toml``. Every error names the file and, where it can be found, the line: an unknown key anywhere
+(a misspelt ``preest``), a wrong type or an out-of-range value is refused, never silently ignored.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 from kd.degrade import PRESETS
 
 KINDS = ("reference", "degraded", "unsharp", "model")
+DESIGNS = ("pc", "acr-hr", "dcr", "ab")
 SKIMAGE_PREFIX = "skimage:"
 
 
@@ -42,25 +45,62 @@ class StudyConfig:
     name: str
     images: tuple[SourceImage, ...]
     conditions: tuple[Condition, ...]
+    design: str = "pc"
     votes_per_pair: int = 8
     trials_per_rater: int = 20
     gold_share: float = 0.1
     repeat_share: float = 0.1
+    repeat_gap: int = 3
     crop: int = 384
     seed: int = 0
     gold_preset: str = "severe"
-    training: tuple[str, ...] = field(default=())
+    allow_ties: bool = True
+    min_response_ms: int = 800
+    assignment_timeout_s: int = 900
+    open_enrolment: bool = True
+    contrasts: tuple[tuple[str, str], ...] = ()
+    training: tuple[SourceImage, ...] = field(default=())
 
     @property
     def reference(self) -> Condition | None:
         return next((c for c in self.conditions if c.kind == "reference"), None)
 
 
-def _line_of(text: str, needle: str) -> str:
-    """':N' for the first line that holds ``needle`` (a key, or a quoted or bare value), else ''."""
+# key: (type(s), default, check or None, description for messages)
+SETTINGS = {
+    "name": (str, None, None, "a text"),
+    "design": (str, "pc", lambda v: v in DESIGNS, f"one of {', '.join(DESIGNS)}"),
+    "seed": (int, 0, lambda v: 0 <= v <= 2**31, "a whole number in [0, 2^31]"),
+    "votes_per_pair": (int, 8, lambda v: 1 <= v <= 100_000, "a whole number in [1, 100000]"),
+    "trials_per_rater": (int, 20, lambda v: 1 <= v <= 1000, "a whole number in [1, 1000]"),
+    "gold_share": ((int, float), 0.1, lambda v: 0 <= v <= 0.5, "a number in [0, 0.5]"),
+    "repeat_share": ((int, float), 0.1, lambda v: 0 <= v <= 0.5, "a number in [0, 0.5]"),
+    "repeat_gap": (int, 3, lambda v: 0 <= v <= 100, "a whole number in [0, 100]"),
+    "crop": (int, 384, lambda v: 0 <= v <= 4096, "a whole number in [0, 4096]"),
+    "gold_preset": (str, "severe", lambda v: v in PRESETS, f"one of {sorted(PRESETS)}"),
+    "allow_ties": (bool, True, None, "true or false"),
+    "min_response_ms": (int, 800, lambda v: 0 <= v <= 60_000, "a whole number of milliseconds in [0, 60000]"),
+    "assignment_timeout_s": (int, 900, lambda v: 10 <= v <= 86_400, "a whole number of seconds in [10, 86400]"),
+    "open_enrolment": (bool, True, None, "true or false"),
+    "contrasts": (list, [], None, 'a list of condition-name pairs, e.g. [["student", "teacher"]]'),
+}
+TABLES = {"images": ("name", "path"), "training": ("name", "path"), "conditions": ("name", "kind", "preset", "model")}
+
+
+def _line(text: str, key: str, table: str | None = None, index: int = 0) -> str:
+    """':N' for the line that sets ``key`` (at top level, or in the index-th [[table]]), else ''."""
+    current, count = None, {}
     for i, line in enumerate(text.splitlines(), 1):
-        code = line.split("#", 1)[0]
-        if needle in code or needle.strip('"') in code.replace("'", "").replace('"', "").split("=")[-1].split():
+        code = line.split("#", 1)[0].strip()
+        head = re.fullmatch(r"\[\[\s*([\w-]+)\s*\]\]", code) or re.fullmatch(r"\[\s*([\w-]+)\s*\]", code)
+        if head:
+            current = head.group(1)
+            count[current] = count.get(current, -1) + 1
+            if key == "" and current == table and count[current] == index:
+                return f":{i}"
+            continue
+        here = current is None if table is None else (current == table and count.get(table) == index)
+        if here and re.match(rf'["\']?{re.escape(key)}["\']?\s*=', code):
             return f":{i}"
     return ""
 
@@ -69,78 +109,109 @@ def load_config(path: Path | str) -> StudyConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such study file")
-    text = path.read_text()
     try:
+        text = path.read_text(encoding="utf-8")
         raw = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: malformed TOML: {e}") from None
 
-    def fail(msg: str, needle: str = "") -> None:
-        raise ConfigError(f"{path}{_line_of(text, needle) if needle else ''}: {msg}")
+    def fail(msg: str, key: str = "", table: str | None = None, index: int = 0):
+        raise ConfigError(f"{path}{_line(text, key, table, index) if key or table else ''}: {msg}")
 
-    known = {"name", "images", "conditions", "votes_per_pair", "trials_per_rater", "gold_share", "repeat_share",
-             "crop", "seed", "gold_preset"}
+    def typed(value, types, key, what, table=None, index=0):
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)))
+        if not ok:
+            where = f"{table}[{index}].{key}" if table else key
+            fail(f"{where} must be {what}, got {type(value).__name__} {value!r}", key, table, index)
+        return value
+
     for key in raw:
-        if key not in known:
-            fail(f"unknown setting {key!r} (known: {', '.join(sorted(known))})", key)
-    def number(key, default, lo, hi, kind=int):
-        v = raw.get(key, default)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi or (kind is int and v != int(v)):
-            fail(f"{key} must be {'a whole number' if kind is int else 'a number'} in [{lo}, {hi}], got {v!r}", key)
-        return kind(v)
+        if key not in SETTINGS and key not in TABLES:
+            fail(f"unknown setting {key!r} (known: {', '.join(sorted([*SETTINGS, *TABLES]))})", key)
+    settings = {}
+    for key, (types, default, check, what) in SETTINGS.items():
+        if key not in raw:
+            continue
+        v = typed(raw[key], types, key, what)
+        if check and not check(v):
+            fail(f"{key} must be {what}, got {v!r}", key)
+        settings[key] = v
 
-    gold_preset = raw.get("gold_preset", "severe")
-    if gold_preset not in PRESETS:
-        fail(f"gold_preset must be one of {sorted(PRESETS)}", "gold_preset")
-    settings = dict(votes_per_pair=number("votes_per_pair", 8, 1, 10_000),
-                    trials_per_rater=number("trials_per_rater", 20, 1, 1000),
-                    gold_share=number("gold_share", 0.1, 0.0, 0.5, float),
-                    repeat_share=number("repeat_share", 0.1, 0.0, 0.5, float),
-                    crop=number("crop", 384, 0, 4096), seed=number("seed", 0, 0, 2**31), gold_preset=gold_preset)
-    images = []
-    for i, im in enumerate(raw.get("images", [])):
-        if "name" not in im or "path" not in im:
-            fail(f"images[{i}] needs a name and a path", "[[images]]")
+    def entries(table: str) -> list[dict]:
+        items = raw.get(table, [])
+        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+            fail(f"{table} must be a list of [[{table}]] tables", table)
+        for i, item in enumerate(items):
+            for key, value in item.items():
+                if key not in TABLES[table]:
+                    fail(f"[[{table}]] #{i + 1}: unknown key {key!r} (known: {', '.join(TABLES[table])})", key, table, i)
+                typed(value, str, key, "a text", table, i)
+            for key in ("name",) + (("path",) if table != "conditions" else ("kind",)):
+                if not item.get(key, "").strip():
+                    fail(f"[[{table}]] #{i + 1} needs a {key}", "", table, i)
+        return items
+
+    def source(table: str, i: int, im: dict) -> SourceImage:
         p = im["path"]
         if p.startswith(SKIMAGE_PREFIX):
             from skimage import data
 
-            if not hasattr(data, p[len(SKIMAGE_PREFIX):]):
-                fail(f"image {im['name']!r}: scikit-image has no photo {p!r}", p)
-        else:
-            resolved = (path.parent / p).resolve()
-            if not resolved.exists():
-                fail(f"image {im['name']!r}: file not found: {resolved}", p)
-            p = str(resolved)
-        images.append(SourceImage(im["name"], p))
+            if not callable(getattr(data, p[len(SKIMAGE_PREFIX):], None)):
+                fail(f"image {im['name']!r}: scikit-image has no photo {p!r}", "path", table, i)
+            return SourceImage(im["name"], p)
+        resolved = (path.parent / p).resolve()
+        if not resolved.is_file():
+            fail(f"image {im['name']!r}: file not found: {resolved}", "path", table, i)
+        return SourceImage(im["name"], str(resolved))
+
+    images = tuple(source("images", i, im) for i, im in enumerate(entries("images")))
+    training = tuple(source("training", i, im) for i, im in enumerate(entries("training")))
     if not images:
         fail("no [[images]] given")
-    if len({im.name for im in images}) != len(images):
-        fail("image names must be unique")
+    names = [im.name for im in images + training]
+    if len(set(names)) != len(names):
+        fail("image names must be unique across [[images]] and [[training]]")
 
     conditions = []
-    for i, c in enumerate(raw.get("conditions", [])):
-        name, kind = c.get("name"), c.get("kind")
-        if not name or kind not in KINDS:
-            fail(f"conditions[{i}] ({name!r}): kind must be one of {KINDS}, got {kind!r}", str(kind or name or ""))
-        preset = c.get("preset", "medium")
+    for i, c in enumerate(entries("conditions")):
+        name, kind, preset, model = c["name"], c["kind"], c.get("preset", "medium"), c.get("model", "")
+        if kind not in KINDS:
+            fail(f"conditions[{i}] ({name!r}): kind must be one of {KINDS}, got {kind!r}", "kind", "conditions", i)
         if preset not in PRESETS:
-            fail(f"condition {name!r}: unknown preset {preset!r} (choose from {sorted(PRESETS)})", f'"{preset}"')
+            fail(f"condition {name!r}: unknown preset {preset!r} (choose from {sorted(PRESETS)})", "preset", "conditions", i)
         if kind == "model":
             from kd.runtime import weights_path
 
             try:
-                if not weights_path(c.get("model", "")).exists():
-                    fail(f"condition {name!r}: no weights for model {c.get('model')!r}", f'"{name}"')
+                if not weights_path(model).exists():
+                    fail(f"condition {name!r}: no weights for model {model!r}", "model", "conditions", i)
             except ValueError as e:
-                fail(f"condition {name!r}: {e}", f'"{name}"')
-        conditions.append(Condition(name, kind, preset, c.get("model", "")))
+                fail(f"condition {name!r}: {e}", "model", "conditions", i)
+        elif model:
+            fail(f"condition {name!r}: 'model' only goes with kind = \"model\"", "model", "conditions", i)
+        conditions.append(Condition(name, kind, preset, model))
     if len(conditions) < 2:
         fail("a study needs at least two [[conditions]]")
     if len({c.name for c in conditions}) != len(conditions):
         fail("condition names must be unique")
     if sum(c.kind == "reference" for c in conditions) > 1:
         fail("at most one condition can be the hidden reference")
+    design = settings.get("design", "pc")
+    if design in ("acr-hr", "dcr") and not any(c.kind == "reference" for c in conditions):
+        fail(f"design {design!r} needs a condition with kind = \"reference\"", "design")
 
-    return StudyConfig(path=path, name=str(raw.get("name", path.stem)), images=tuple(images),
-                       conditions=tuple(conditions), **settings)
+    known = {c.name for c in conditions}
+    contrasts = []
+    for pair in settings.pop("contrasts", []):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            fail(f"contrasts must be pairs of condition names, got {pair!r}", "contrasts")
+        if not set(pair) <= known or pair[0] == pair[1]:
+            fail(f"contrast {pair!r}: needs two different conditions of this study ({', '.join(sorted(known))})",
+                 "contrasts")
+        contrasts.append(tuple(pair))
+    settings["gold_share"] = float(settings.get("gold_share", 0.1))
+    settings["repeat_share"] = float(settings.get("repeat_share", 0.1))
+    return StudyConfig(path=path, name=str(settings.pop("name", path.stem)), images=images, training=training,
+                       conditions=tuple(conditions), contrasts=tuple(contrasts), **settings)

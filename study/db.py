@@ -1,7 +1,11 @@
 """Storage for a study: stimuli, raters, their scheduled trials and votes, in SQLite (default) or PostgreSQL.
 
-Every vote is committed as it is given. A vote is keyed by (rater, trial), so a double click or a resent
-form stores it once; a trial is assigned before it is shown, so a refresh shows the same trial again.
+Every vote is committed as it is given. A vote is keyed by (rater, trial), so a double click, a resent form or a
+second import of the same file stores it once; a trial is assigned before it is shown, so a refresh shows the same
+trial again. One table layout serves every design: ``condition_b`` is the partner (pc, ab), the labelled
+reference (dcr) or empty (acr-hr); scores and preference are empty where the design asks for none.
+
+The database holds the stimulus id → condition map and completion codes: keep it outside every served folder.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ stimuli = sa.Table(
     sa.Column("image", sa.String(128), nullable=False),
     sa.Column("condition", sa.String(128), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False, server_default="trial"),  # trial | anchor
+    sa.Column("width", sa.Integer), sa.Column("height", sa.Integer),
     sa.Column("psnr", sa.Float), sa.Column("ssim", sa.Float), sa.Column("ms_ssim", sa.Float),
     sa.UniqueConstraint("image", "condition"),
 )
@@ -28,21 +34,21 @@ stimuli = sa.Table(
 raters = sa.Table(
     "raters", metadata,
     sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("seed", sa.BigInteger, nullable=False),  # logged: the rater's order and sides can be replayed
+    sa.Column("seed", sa.BigInteger, nullable=False),  # orders this rater's trial kinds and sides
     sa.Column("created", sa.DateTime, nullable=False),
     sa.Column("completed", sa.DateTime),
     sa.Column("completion_code", sa.String(32)),
-    sa.Column("source", sa.String(32), nullable=False, server_default="app"),
+    sa.Column("source", sa.String(32), nullable=False, server_default="app"),  # app | import
 )
 
 trials = sa.Table(
     "trials", metadata,
     sa.Column("rater", sa.String(128), sa.ForeignKey("raters.id"), primary_key=True),
     sa.Column("index", sa.Integer, primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # main | gold | repeat
+    sa.Column("kind", sa.String(16), nullable=False),  # main | gold | repeat | training
     sa.Column("image", sa.String(128), nullable=False),
     sa.Column("condition_a", sa.String(128), nullable=False),
-    sa.Column("condition_b", sa.String(128), nullable=False),
+    sa.Column("condition_b", sa.String(128)),
     sa.Column("repeat_of", sa.Integer),
     sa.Column("shown", sa.DateTime, nullable=False),
 )
@@ -52,16 +58,20 @@ votes = sa.Table(
     sa.Column("rater", sa.String(128), primary_key=True),
     sa.Column("trial", sa.Integer, primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("design", sa.String(8), nullable=False, server_default="ab"),  # pc | acr-hr | dcr | ab
     sa.Column("image", sa.String(128), nullable=False),
     sa.Column("condition_a", sa.String(128), nullable=False),
-    sa.Column("condition_b", sa.String(128), nullable=False),
-    sa.Column("score_a", sa.Integer, nullable=False),
-    sa.Column("score_b", sa.Integer, nullable=False),
-    sa.Column("preference", sa.String(8), nullable=False),  # a | b | none
+    sa.Column("condition_b", sa.String(128)),
+    sa.Column("score_a", sa.Integer),
+    sa.Column("score_b", sa.Integer),
+    sa.Column("preference", sa.String(8)),  # a | b | none
+    sa.Column("repeat_of", sa.Integer),
     sa.Column("response_ms", sa.Integer),
+    sa.Column("screen_w", sa.Integer), sa.Column("screen_h", sa.Integer), sa.Column("pixel_ratio", sa.Float),
     sa.Column("created", sa.DateTime, nullable=False),
-    sa.CheckConstraint("score_a BETWEEN 1 AND 5 AND score_b BETWEEN 1 AND 5", name="acr_range"),
-    sa.CheckConstraint("preference IN ('a', 'b', 'none')", name="preference_values"),
+    sa.CheckConstraint("(score_a IS NULL OR score_a BETWEEN 1 AND 5) AND (score_b IS NULL OR score_b BETWEEN 1 AND 5)",
+                       name="score_range"),
+    sa.CheckConstraint("preference IS NULL OR preference IN ('a', 'b', 'none')", name="preference_values"),
 )
 
 
@@ -71,7 +81,7 @@ def default_url(config_path: Path | str) -> str:
 
 
 def connect(url: str) -> sa.Engine:
-    """Open (and create if needed) a study database. SQLite gets WAL and a busy timeout for many writers."""
+    """Open (and create or upgrade if needed) a study database. SQLite gets WAL and a busy timeout for many writers."""
     if "://" not in url:
         url = f"sqlite:///{Path(url).resolve()}"
     if url.startswith("sqlite"):
@@ -86,8 +96,30 @@ def connect(url: str) -> sa.Engine:
             cur.close()
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
+    _upgrade(engine)
     metadata.create_all(engine)
     return engine
+
+
+def _upgrade(engine: sa.Engine) -> None:
+    """Bring a database written by an older layout up to this one, keeping every row (copy, recreate, reinsert)."""
+    insp = sa.inspect(engine)
+    existing = set(insp.get_table_names())
+    stale = [t for t in metadata.sorted_tables if t.name in existing
+             and {c.name for c in t.columns} - {c["name"] for c in insp.get_columns(t.name)}]
+    if not stale:
+        return
+    with engine.begin() as conn:
+        rows = {t.name: [dict(r._mapping) for r in conn.execute(sa.text(f'SELECT * FROM "{t.name}"'))]
+                for t in metadata.sorted_tables if t.name in existing}
+        for t in reversed(metadata.sorted_tables):
+            if t.name in existing:
+                t.drop(conn)
+        metadata.create_all(conn)
+        for t in metadata.sorted_tables:
+            keep = [{k: v for k, v in r.items() if k in t.c} for r in rows.get(t.name, [])]
+            if keep:
+                conn.execute(t.insert(), keep)
 
 
 def now() -> dt.datetime:

@@ -1,13 +1,21 @@
 """Who sees what next: the rating session logic, on top of the database (no UI here).
 
-Each rater gets a logged random seed. Their trial kinds (main, gold, repeat) are shuffled from it, every main
-trial takes the pair with the fewest votes so far (counting trials assigned but not yet answered), and the
-left/right sides are drawn from it too. A trial is stored as assigned before it is shown, so a refresh or a
-second tab shows the same trial, and a vote is stored once per trial however often it is sent.
+A *unit* is what one main trial shows: a pair of conditions of one image (designs pc and ab), one stimulus
+(acr-hr) or one processed stimulus beside its labelled reference (dcr). Every main trial takes a unit this rater has
+not seen with the fewest votes so far, counting trials handed out but not answered for ``assignment_timeout_s``
+(after that an abandoned trial goes back to the pool). When every unit has ``votes_per_pair`` votes the study is
+full: sessions end early with their completion code and new raters are told so (the stopping rule).
+
+Each rater's logged seed shuffles their trial kinds (main, gold, repeat) and the left/right sides; which unit a
+main trial shows depends on everyone's votes so far, so a seed does not replay a session. Repeats show an earlier
+main trial again at least ``repeat_gap`` trials later. A trial is stored as assigned before it is shown, so a
+refresh or a second tab shows the same trial, and a vote is stored once per trial however often it is sent.
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import re
 import secrets
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -22,41 +30,98 @@ from study.stimuli import GOLD
 PREFERENCES = ("a", "b", "none")
 
 
+class StudyFull(RuntimeError):
+    """Every unit has the votes it needs."""
+
+
+class TooFast(ValueError):
+    """An answer came sooner after the trial was shown than ``min_response_ms``."""
+
+
 @dataclass(frozen=True)
 class Trial:
     index: int
     kind: str
     image: str
     condition_a: str
-    condition_b: str
+    condition_b: str | None
     stimulus_a: str  # opaque ids: what the browser may see
-    stimulus_b: str
+    stimulus_b: str | None
+
+
+def units(cfg: StudyConfig) -> list[tuple[str, str, str | None]]:
+    """Every (image, condition_a, condition_b) a main trial can show under the study's design."""
+    names = [c.name for c in cfg.conditions]
+    ref = cfg.reference.name if cfg.reference else None
+    out = []
+    for im in cfg.images:
+        if cfg.design in ("pc", "ab"):
+            out += [(im.name, a, b) for a, b in itertools.combinations(names, 2)]
+        elif cfg.design == "acr-hr":
+            out += [(im.name, c, None) for c in names]
+        else:  # dcr: the processed stimulus is rated against the labelled reference
+            out += [(im.name, c, ref) for c in names if c != ref]
+    return out
+
+
+def unit_key(image: str, a: str, b: str | None) -> tuple:
+    """Pairs are unordered (sides are random); single stimuli and dcr's (processed, reference) are not."""
+    return (image, *sorted((a, b))) if b is not None and GOLD not in (a, b) and a != b else (image, a, b)
+
+
+def parse_display(text: str | None) -> dict:
+    """'1920x1080@2' (screen size in CSS px and devicePixelRatio, sent by the browser) -> vote columns."""
+    m = re.fullmatch(r"\s*(\d{1,5})x(\d{1,5})@(\d{1,2}(?:\.\d{1,4})?)\s*", text or "")
+    if not m:
+        return {}
+    return dict(screen_w=int(m[1]), screen_h=int(m[2]), pixel_ratio=float(m[3]))
+
+
+def check_answer(design: str, allow_ties: bool, score_a, score_b, preference) -> None:
+    """What each design asks for: pc a preference; acr-hr and dcr one score; ab two scores and a preference."""
+    allowed = PREFERENCES if allow_ties or design != "pc" else ("a", "b")
+    wants = {"pc": (False, False, True), "ab": (True, True, True), "acr-hr": (True, False, False),
+             "dcr": (True, False, False)}[design]
+    for given, wanted, what in zip((score_a, score_b, preference), wants, ("score_a", "score_b", "preference")):
+        if (given is not None) != wanted:
+            raise ValueError(f"design {design!r} {'needs' if wanted else 'takes no'} {what}")
+    if preference is not None and preference not in allowed:
+        raise ValueError(f"preference must be one of {', '.join(allowed)}")
+    for s in (score_a, score_b):
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= 5):
+            raise ValueError("scores must be whole numbers from 1 to 5")
 
 
 class Study:
     def __init__(self, cfg: StudyConfig, engine: sa.Engine):
         self.cfg, self.engine = cfg, engine
-        names = [c.name for c in cfg.conditions]
-        self.pairs = [(im.name, a, b) for im in cfg.images for a, b in itertools.combinations(names, 2)]
+        self.units = units(cfg)
+        self.pairs = self.units  # the pre-design name
         self.n_gold = round(cfg.trials_per_rater * cfg.gold_share) if cfg.reference else 0
         self.n_repeat = round(cfg.trials_per_rater * cfg.repeat_share)
         self.total = cfg.trials_per_rater + self.n_gold + self.n_repeat
         with engine.connect() as conn:
             rows = conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.image, db.stimuli.c.condition)).all()
         self.stimulus = {(r.image, r.condition): r.id for r in rows}
-        missing = [(im, c) for im, a, b in self.pairs for c in (a, b) if (im, c) not in self.stimulus]
+        missing = [(u[0], c) for u in self.units for c in u[1:] if c and (u[0], c) not in self.stimulus]
         if missing:
             raise RuntimeError(f"stimuli missing for {missing[:3]}…: run `python -m study build {cfg.path}` first")
 
     # --- raters -------------------------------------------------------------------------------
     def start(self, rater: str, seed: int | None = None) -> None:
-        """Register a rater (idempotent): their seed is drawn once (or given, to replay a session) and kept."""
+        """Register a rater (idempotent; their seed is drawn once and kept). Raises StudyFull for a new rater when
+        every unit has its votes, ValueError for an id that belongs to imported votes."""
         rater = rater.strip()
         if not rater or len(rater) > 128:
             raise ValueError("a rater id must be 1-128 characters")
         with self.engine.begin() as conn:
-            if conn.execute(sa.select(db.raters.c.id).where(db.raters.c.id == rater)).first():
+            row = conn.execute(sa.select(db.raters.c.source).where(db.raters.c.id == rater)).first()
+            if row is not None:
+                if row.source != "app":
+                    raise ValueError(f"rater id {rater!r} belongs to imported votes; issue a new link")
                 return
+            if self._full(conn):
+                raise StudyFull("This study has all the votes it needs. Thank you for your interest!")
             try:
                 with conn.begin_nested():
                     conn.execute(db.raters.insert().values(id=rater, seed=secrets.randbits(31) if seed is None else seed,
@@ -65,11 +130,16 @@ class Study:
                 pass  # registered concurrently
 
     def _plan(self, seed: int) -> list[str]:
-        kinds = ["main"] * self.cfg.trials_per_rater + ["gold"] * self.n_gold + ["repeat"] * self.n_repeat
+        """Trial kinds in order: the first is a main trial, and each repeat comes at least repeat_gap + 1 trials
+        after it, so it has an earlier main trial far enough back to repeat."""
         rng = np.random.default_rng(seed)
+        kinds = ["main"] * self.cfg.trials_per_rater + ["gold"] * self.n_gold
         kinds = list(rng.permutation(kinds))
         first_main = kinds.index("main") if "main" in kinds else 0
-        kinds.insert(0, kinds.pop(first_main))  # repeats need an earlier trial
+        kinds.insert(0, kinds.pop(first_main))
+        for _ in range(self.n_repeat):
+            lo = min(self.cfg.repeat_gap + 1, len(kinds))
+            kinds.insert(int(rng.integers(lo, len(kinds) + 1)), "repeat")
         return kinds
 
     def progress(self, rater: str) -> tuple[int, int]:
@@ -92,6 +162,8 @@ class Study:
             r = conn.execute(sa.select(db.raters).where(db.raters.c.id == rater)).first()
             if r is None:
                 raise KeyError(f"unknown rater {rater!r}")
+            if r.completion_code is not None:
+                return None
             answered = {v.trial for v in conn.execute(sa.select(db.votes.c.trial).where(db.votes.c.rater == rater))}
             assigned = conn.execute(sa.select(db.trials).where(db.trials.c.rater == rater).order_by(db.trials.c.index)).all()
             for t in assigned:
@@ -99,70 +171,97 @@ class Study:
                     return self._trial(t)
             index = len(assigned)
             if index >= self.total:
-                self._complete(conn, rater, r)
+                self._complete(conn, rater)
                 return None
             kind = self._plan(r.seed)[index]
             rng = np.random.default_rng([r.seed, index])
-            image, a, b, repeat_of = self._choose(conn, kind, rng, assigned, rater)
-            if kind != "repeat" and rng.random() < 0.5:  # a repeat is already the earlier pair swapped
-                a, b = b, a
+            chosen = self._choose(conn, kind, rng, assigned, index)
+            if chosen is None:  # the stopping rule: every unit has its votes
+                self._complete(conn, rater)
+                return None
+            image, a, b, repeat_of = chosen
+            if kind != "repeat" and b is not None and self.cfg.design in ("pc", "ab") and rng.random() < 0.5:
+                a, b = b, a  # a repeat is already the earlier pair swapped; dcr keeps its reference in place
             row = dict(rater=rater, index=index, kind=kind, image=image, condition_a=a, condition_b=b,
                        repeat_of=repeat_of, shown=db.now())
             conn.execute(db.trials.insert().values(**row))
             return self._trial(SimpleNamespace(**row))
 
-    def _choose(self, conn, kind, rng, assigned, rater):
-        mains = [t for t in assigned if t.kind == "main"]
-        if kind == "repeat" and mains:
-            t = mains[int(rng.integers(len(mains)))]
-            return t.image, t.condition_b, t.condition_a, t.index  # same pair, sides swapped
-        if kind == "gold":
-            image = self.cfg.images[int(rng.integers(len(self.cfg.images)))].name
-            return image, self.cfg.reference.name, GOLD, None
-        load = {p: 0 for p in self.pairs}
+    def _load(self, conn) -> dict:
+        """Votes per unit: main votes plus main trials handed out within the timeout and not yet answered."""
+        cutoff = db.now() - dt.timedelta(seconds=self.cfg.assignment_timeout_s)
         counted = sa.union_all(
             sa.select(db.votes.c.image, db.votes.c.condition_a, db.votes.c.condition_b).where(db.votes.c.kind == "main"),
             sa.select(db.trials.c.image, db.trials.c.condition_a, db.trials.c.condition_b).where(
-                db.trials.c.kind == "main",
+                db.trials.c.kind == "main", db.trials.c.shown >= cutoff,
                 ~sa.exists().where(db.votes.c.rater == db.trials.c.rater, db.votes.c.trial == db.trials.c.index)))
+        load = {unit_key(*u): 0 for u in self.units}
         for image, a, b in conn.execute(counted):
-            key = (image, a, b) if (image, a, b) in load else (image, b, a)
+            key = unit_key(image, a, b)
             if key in load:
                 load[key] += 1
-        seen = {(t.image, *sorted((t.condition_a, t.condition_b))) for t in mains}
-        fresh = [p for p in self.pairs if (p[0], *sorted(p[1:])) not in seen] or self.pairs
-        least = min(load[p] for p in fresh)
-        candidates = [p for p in fresh if load[p] == least]
+        return load
+
+    def _full(self, conn) -> bool:
+        return min(self._load(conn).values()) >= self.cfg.votes_per_pair
+
+    def is_full(self) -> bool:
+        with self.engine.connect() as conn:
+            return self._full(conn)
+
+    def _choose(self, conn, kind, rng, assigned, index):
+        mains = [t for t in assigned if t.kind == "main"]
+        if kind == "repeat" and mains:
+            spaced = [t for t in mains if t.index < index - self.cfg.repeat_gap] or mains
+            t = spaced[int(rng.integers(len(spaced)))]
+            if self.cfg.design in ("pc", "ab"):
+                return t.image, t.condition_b, t.condition_a, t.index  # same pair, sides swapped
+            return t.image, t.condition_a, t.condition_b, t.index
+        if kind == "gold":
+            image = self.cfg.images[int(rng.integers(len(self.cfg.images)))].name
+            ref = self.cfg.reference.name
+            return {"pc": (image, ref, GOLD, None), "ab": (image, ref, GOLD, None),
+                    "acr-hr": (image, GOLD, None, None), "dcr": (image, GOLD, ref, None)}[self.cfg.design]
+        load = self._load(conn)
+        open_units = [u for u in self.units if load[unit_key(*u)] < self.cfg.votes_per_pair]
+        if not open_units:
+            return None
+        seen = {unit_key(t.image, t.condition_a, t.condition_b) for t in mains}
+        fresh = [u for u in open_units if unit_key(*u) not in seen] or open_units
+        least = min(load[unit_key(*u)] for u in fresh)
+        candidates = [u for u in fresh if load[unit_key(*u)] == least]
         image, a, b = candidates[int(rng.integers(len(candidates)))]
         return image, a, b, None
 
     def _trial(self, t) -> Trial:
-        return Trial(t.index, t.kind, t.image, t.condition_a, t.condition_b,
-                     self.stimulus[(t.image, t.condition_a)], self.stimulus[(t.image, t.condition_b)])
+        return Trial(t.index, t.kind, t.image, t.condition_a, t.condition_b, self.stimulus[(t.image, t.condition_a)],
+                     self.stimulus[(t.image, t.condition_b)] if t.condition_b else None)
 
-    def _complete(self, conn, rater, r) -> None:
-        if r.completion_code is None:
-            conn.execute(db.raters.update().where(db.raters.c.id == rater, db.raters.c.completion_code.is_(None))
-                         .values(completed=db.now(), completion_code=secrets.token_hex(4).upper()))
+    def _complete(self, conn, rater) -> None:
+        conn.execute(db.raters.update().where(db.raters.c.id == rater, db.raters.c.completion_code.is_(None))
+                     .values(completed=db.now(), completion_code=secrets.token_hex(4).upper()))
 
     def completion_code(self, rater: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(db.raters.c.completion_code).where(db.raters.c.id == rater)).scalar()
 
     # --- votes --------------------------------------------------------------------------------
-    def answer(self, rater: str, index: int, score_a: int, score_b: int, preference: str) -> bool:
+    def check_answer(self, score_a, score_b, preference) -> None:
+        check_answer(self.cfg.design, self.cfg.allow_ties, score_a, score_b, preference)
+
+    def answer(self, rater: str, index: int, score_a=None, score_b=None, preference=None,
+               display: str | None = None) -> bool:
         """Store the vote for an assigned trial; True if stored now, False if it was already stored."""
-        if preference not in PREFERENCES:
-            raise ValueError(f"preference must be one of {PREFERENCES}")
-        for s in (score_a, score_b):
-            if not isinstance(s, (int, np.integer)) or not 1 <= s <= 5:
-                raise ValueError("scores must be whole numbers from 1 (bad) to 5 (excellent)")
+        self.check_answer(score_a, score_b, preference)
         with self.engine.begin() as conn:
             t = conn.execute(sa.select(db.trials).where(db.trials.c.rater == rater, db.trials.c.index == index)).first()
             if t is None:
                 raise KeyError(f"trial {index} was never shown to rater {rater!r}")
             ms = int((db.now() - t.shown).total_seconds() * 1000)
-            return db.upsert_vote(conn, dict(rater=rater, trial=index, kind=t.kind, image=t.image,
-                                             condition_a=t.condition_a, condition_b=t.condition_b, score_a=int(score_a),
-                                             score_b=int(score_b), preference=preference, response_ms=ms,
-                                             created=db.now()))
+            if ms < self.cfg.min_response_ms:
+                raise TooFast(f"Please look at the pictures for at least {self.cfg.min_response_ms / 1000:g} s.")
+            return db.upsert_vote(conn, dict(
+                rater=rater, trial=index, kind=t.kind, design=self.cfg.design, image=t.image,
+                condition_a=t.condition_a, condition_b=t.condition_b, repeat_of=t.repeat_of,
+                score_a=None if score_a is None else int(score_a), score_b=None if score_b is None else int(score_b),
+                preference=preference, response_ms=ms, created=db.now(), **parse_display(display)))

@@ -1,13 +1,20 @@
-"""Which raters to trust. Every rule is documented here and reported per rater.
+"""Which raters to trust. Every rule is documented here and its evidence reported per rater.
 
-1. Gold trials (the hidden reference against a severe degradation): a gold trial fails when the degraded side
-   scores at least as high as the reference or is preferred. A rater failing more than 25% of gold trials is out
-   (ITU-T P.808 style trapping).
-2. Repeats (an earlier pair shown again, sides swapped): a rater whose scores for the same stimulus differ by more
-   than 1.5 points on average, or whose preference reverses (A over B, then B over A) in more than half of the
-   repeats, is out. Moving between a preference and "no difference" on a close pair is not counted.
-3. Zero variance: a rater who gave every stimulus the same score is out.
-4. ITU-R BT.500 observer screening (β2 kurtosis test) over the (image, condition) presentations the rater scored.
+1. Gold trials (ITU-T P.808 trapping), a clear-cut case with a known answer: the hidden reference against a severe
+   degradation. A gold trial fails when the rater prefers the degraded side or calls them equal (pc), scores it at
+   least as high as the reference or prefers it (ab), or gives the severe degradation 4 or 5 (acr-hr: "good";
+   dcr: "not annoying"). A rater failing more than 25% of gold trials is out.
+2. Repeats (an earlier trial shown again, pairs with sides swapped): a rater whose scores for the same stimulus
+   differ by more than 1.5 points on average, or whose preference reverses (A over B, then B over A) in more than
+   half of the repeats, is out. Moving between a preference and "no difference" is not counted.
+3. Zero variance: a rater who gave every stimulus the same score is out (designs with scores).
+4. ITU-R BT.500-14 Annex 1 §2.3.1 (β2 kurtosis test), every score counted, repetitions included.
+5. ITU-T P.913 §12.6 correlation screening: r1 = Pearson correlation of the rater's scores with the mean score the
+   other raters gave the same stimuli, r2 = the same over the rater's per-condition means. Rejected when
+   r1 < 0.75 and r2 < 0.8 (an inverted or random rater), given at least 4 stimuli.
+
+Reported besides, not used to reject: SUREAL-style rater bias (mean offset from the stimulus consensus) and
+inconsistency (spread of the rest), estimated by alternating consensus and bias a few times.
 """
 from __future__ import annotations
 
@@ -17,96 +24,158 @@ import pandas as pd
 GOLD_MAX_FAIL = 0.25
 REPEAT_MAX_DIFF = 1.5
 REPEAT_MAX_FLIPS = 0.5
+P913_R1, P913_R2 = 0.75, 0.8
 
 
 def ratings_long(votes: pd.DataFrame) -> pd.DataFrame:
-    """One row per scored image: rater, trial, kind, image, condition, score."""
+    """One row per given score: rater, trial, kind, image, condition, score (unscored sides dropped)."""
     a = votes.assign(condition=votes.condition_a, score=votes.score_a)
     b = votes.assign(condition=votes.condition_b, score=votes.score_b)
     cols = ["rater", "trial", "kind", "image", "condition", "score"]
-    return pd.concat([a[cols], b[cols]], ignore_index=True)
+    out = pd.concat([a[cols], b[cols]], ignore_index=True)
+    return out[out.score.notna()].astype({"score": float})
 
 
 def gold_failures(votes: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     g = votes[votes.kind == "gold"].copy()
-    if g.empty or reference is None:
+    if g.empty:
         return pd.DataFrame(columns=["rater", "gold_trials", "gold_failed"])
+    design = g.design if "design" in g else pd.Series("ab", index=g.index)
     ref_is_a = g.condition_a == reference
-    ref_score = np.where(ref_is_a, g.score_a, g.score_b)
-    bad_score = np.where(ref_is_a, g.score_b, g.score_a)
     prefers_bad = np.where(ref_is_a, g.preference == "b", g.preference == "a")
-    g["failed"] = (bad_score >= ref_score) | prefers_bad
+    score_a, score_b = (pd.to_numeric(g[c]).astype(float) for c in ("score_a", "score_b"))
+    ref_score = np.where(ref_is_a, score_a, score_b)
+    bad_score = np.where(ref_is_a, score_b, score_a)
+    with np.errstate(invalid="ignore"):
+        failed = np.select(
+            [design == "pc", design == "ab", design.isin(["acr-hr", "dcr"])],
+            [prefers_bad | (g.preference == "none"), (bad_score >= ref_score) | prefers_bad, score_a >= 4], False)
+    g["failed"] = failed.astype(bool)
     return g.groupby("rater").agg(gold_trials=("failed", "size"), gold_failed=("failed", "sum")).reset_index()
 
 
 def _winner(vote) -> str | None:
-    """The condition a vote preferred, or None for 'no difference'."""
+    """The condition a vote preferred, or None for 'no difference' or no preference asked."""
     return {"a": vote.condition_a, "b": vote.condition_b}.get(vote.preference)
 
 
 def repeat_consistency(votes: pd.DataFrame) -> pd.DataFrame:
-    rep = votes[votes.kind == "repeat"]
+    cols = ["rater", "repeats", "repeat_mean_diff", "repeat_flips"]
+    rep = votes[(votes.kind == "repeat") & votes.repeat_of.notna()] if "repeat_of" in votes else votes.iloc[:0]
     if rep.empty:
-        return pd.DataFrame(columns=["rater", "repeats", "repeat_mean_diff", "repeat_flips"])
+        return pd.DataFrame(columns=cols)
     orig = votes.set_index(["rater", "trial"])
     rows = []
     for rater, grp in rep.groupby("rater"):
         diffs, flips = [], []
-        for _, r in grp.iterrows():
-            key = (rater, int(r.repeat_of)) if "repeat_of" in r and pd.notna(r.repeat_of) else None
-            if key is None or key not in orig.index:
+        for r in grp.itertuples():
+            key = (rater, int(r.repeat_of))
+            if key not in orig.index:
                 continue
             o = orig.loc[key]
-            # compare by condition, whatever side each showing put it on
-            first = {o.condition_a: o.score_a, o.condition_b: o.score_b}
-            diffs += [abs(r.score_a - first.get(r.condition_a, r.score_a)), abs(r.score_b - first.get(r.condition_b, r.score_b))]
-            w1, w2 = (_winner(v) for v in (o, r))
+            first = {o.condition_a: o.score_a, o.condition_b: o.score_b}  # by condition, whatever side it was on
+            for cond, score in ((r.condition_a, r.score_a), (r.condition_b, r.score_b)):
+                if pd.notna(score) and pd.notna(first.get(cond)):
+                    diffs.append(abs(score - first[cond]))
+            w1, w2 = _winner(o), _winner(r)
             flips.append(w1 is not None and w2 is not None and w1 != w2)
         if flips:
-            rows.append({"rater": rater, "repeats": len(flips), "repeat_mean_diff": float(np.mean(diffs)),
+            rows.append({"rater": rater, "repeats": len(flips), "repeat_mean_diff": float(np.mean(diffs)) if diffs else np.nan,
                          "repeat_flips": float(np.mean(flips))})
-    return pd.DataFrame(rows, columns=["rater", "repeats", "repeat_mean_diff", "repeat_flips"])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def bt500_rejections(ratings: pd.DataFrame) -> pd.DataFrame:
-    """ITU-R BT.500-14 Annex 1 §2.3.1 screening. Per presentation: mean, std, kurtosis β2; a score counts in P if
-    above mean + 2σ (normal, 2 ≤ β2 ≤ 4) or mean + √20σ (otherwise), in Q if below the mirror bound. A rater is
-    rejected if (P+Q)/N > 0.05 and |(P−Q)/(P+Q)| < 0.3."""
-    per = ratings.groupby(["rater", "image", "condition"]).score.mean().reset_index()
-    stats = per.groupby(["image", "condition"]).score.agg(["mean", "std", "count"])
-    m4 = per.merge(stats, on=["image", "condition"]).assign(d=lambda d: (d.score - d["mean"]))
-    kurt = m4.groupby(["image", "condition"]).apply(
-        lambda d: (d.d**4).mean() / max((d.d**2).mean() ** 2, 1e-12), include_groups=False).rename("beta2")
-    m4 = m4.merge(kurt.reset_index(), on=["image", "condition"])
-    k = np.where((m4.beta2 >= 2) & (m4.beta2 <= 4), 2.0, np.sqrt(20))
-    valid = m4["count"] >= 3
-    m4["P"] = valid & (m4.score > m4["mean"] + k * m4["std"].fillna(0))
-    m4["Q"] = valid & (m4.score < m4["mean"] - k * m4["std"].fillna(0))
-    out = m4.groupby("rater").agg(N=("score", "size"), P=("P", "sum"), Q=("Q", "sum")).reset_index()
+    """ITU-R BT.500-14 Annex 1 §2.3.1. Per presentation (image, condition), over every score given to it: mean,
+    std and kurtosis β2 = m4 / m2². With k = 2 if 2 ≤ β2 ≤ 4 (normal) else √20, a score ≥ mean + kσ counts in P and
+    one ≤ mean − kσ in Q, each repetition separately. A rater is rejected if (P+Q)/N > 0.05 and
+    |(P−Q)/(P+Q)| < 0.3, N being the number of scores they gave."""
+    cols = ["rater", "N", "P", "Q", "bt500_reject"]
+    if ratings.empty:
+        return pd.DataFrame(columns=cols)
+    grp = ratings.groupby(["image", "condition"]).score
+    d = ratings.assign(mean=grp.transform("mean"), std=grp.transform("std"), count=grp.transform("size"))
+    dev = d.score - d["mean"]
+    m2 = (dev**2).groupby([d.image, d.condition]).transform("mean")
+    m4 = (dev**4).groupby([d.image, d.condition]).transform("mean")
+    beta2 = m4 / m2.where(m2 > 0)
+    k = np.where((beta2 >= 2) & (beta2 <= 4), 2.0, np.sqrt(20))
+    spread = (k * d["std"]).where(d["std"] > 0)  # no spread: nobody is an outlier
+    valid = (d["count"] >= 3) & spread.notna()
+    d["P"] = valid & (d.score >= d["mean"] + spread)
+    d["Q"] = valid & (d.score <= d["mean"] - spread)
+    out = d.groupby("rater").agg(N=("score", "size"), P=("P", "sum"), Q=("Q", "sum")).reset_index()
     pq = out.P + out.Q
-    out["bt500_reject"] = (pq / out.N > 0.05) & ((out.P - out.Q).abs() / pq.where(pq > 0, 1) < 0.3) & (pq > 0)
-    return out
+    out["bt500_reject"] = (pq > 0) & (pq / out.N > 0.05) & ((out.P - out.Q).abs() / pq.where(pq > 0, 1) < 0.3)
+    return out[cols]
+
+
+def correlation_screening(ratings: pd.DataFrame) -> pd.DataFrame:
+    """P.913 r1 (per stimulus) and r2 (per condition), each rater against the others' mean (leave-one-out)."""
+    cols = ["rater", "r1", "r2", "p913_reject"]
+    if ratings.empty:
+        return pd.DataFrame(columns=cols)
+    per = ratings.groupby(["rater", "image", "condition"]).score.mean().rename("own").reset_index()
+    tot = ratings.groupby(["image", "condition"]).score.agg(["sum", "count"]).reset_index()
+    mine = ratings.groupby(["rater", "image", "condition"]).score.agg(["sum", "count"]).reset_index()
+    per = per.merge(tot, on=["image", "condition"]).merge(mine, on=["rater", "image", "condition"], suffixes=("", "_r"))
+    others = per["count"] - per["count_r"]
+    per["others"] = (per["sum"] - per["sum_r"]) / others.where(others > 0)
+    per = per.dropna(subset=["others"])
+    rows = []
+    for rater, g in per.groupby("rater"):
+        def r(x, y):
+            return float(np.corrcoef(x, y)[0, 1]) if len(x) >= 4 and x.std() > 0 and y.std() > 0 else np.nan
+        by_cond = g.groupby("condition")[["own", "others"]].mean()
+        r1, r2 = r(g.own, g.others), (r(by_cond.own, by_cond.others) if len(by_cond) >= 3 else np.nan)
+        r2_low = r2 < P913_R2 if np.isfinite(r2) else True
+        rows.append({"rater": rater, "r1": r1, "r2": r2, "p913_reject": bool(np.isfinite(r1) and r1 < P913_R1 and r2_low)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def rater_bias(ratings: pd.DataFrame, rounds: int = 10) -> pd.DataFrame:
+    """SUREAL-style per-rater bias and inconsistency: alternate stimulus consensus (mean of bias-corrected scores)
+    and rater bias (mean residual from the consensus); inconsistency is the std of what remains."""
+    cols = ["rater", "bias", "inconsistency"]
+    if ratings.empty:
+        return pd.DataFrame(columns=cols)
+    key = ratings.image.astype(str) + "\0" + ratings.condition.astype(str)
+    bias = pd.Series(0.0, index=pd.unique(ratings.rater))
+    for _ in range(rounds):
+        consensus = (ratings.score - ratings.rater.map(bias)).groupby(key).transform("mean")
+        bias = (ratings.score - consensus).groupby(ratings.rater).mean()
+        bias -= bias.mean()
+    resid = ratings.score - consensus - ratings.rater.map(bias)
+    out = pd.DataFrame({"bias": bias, "inconsistency": resid.groupby(ratings.rater).std()})
+    return out.rename_axis("rater").reset_index()[cols]
 
 
 def screen(votes: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     """Per rater: the evidence for each rule, the verdict and the reasons."""
     ratings = ratings_long(votes)
-    scored = ratings[ratings.kind != "gold"]
-    base = scored.groupby("rater").agg(votes=("trial", "nunique"), score_std=("score", "std")).reset_index()
+    scored = ratings[ratings.kind.isin(["main", "repeat"])]
+    base = votes[votes.kind != "gold"].groupby("rater").agg(votes=("trial", "nunique")).reset_index()
+    base = base.merge(scored.groupby("rater").score.std().rename("score_std").reset_index(), on="rater", how="left")
     table = (base.merge(gold_failures(votes, reference), on="rater", how="left")
              .merge(repeat_consistency(votes), on="rater", how="left")
-             .merge(bt500_rejections(scored[scored.kind == "main"]), on="rater", how="left"))
+             .merge(bt500_rejections(scored), on="rater", how="left")
+             .merge(correlation_screening(scored), on="rater", how="left")
+             .merge(rater_bias(scored), on="rater", how="left"))
+    has_scores = not scored.empty
     reasons = []
     for _, r in table.iterrows():
         why = []
-        if r.get("gold_trials", 0) and r.gold_failed / r.gold_trials > GOLD_MAX_FAIL:
+        if pd.notna(r.get("gold_trials")) and r.gold_trials and r.gold_failed / r.gold_trials > GOLD_MAX_FAIL:
             why.append(f"failed {int(r.gold_failed)}/{int(r.gold_trials)} gold")
-        if pd.notna(r.get("repeat_mean_diff")) and (r.repeat_mean_diff > REPEAT_MAX_DIFF or r.repeat_flips > REPEAT_MAX_FLIPS):
-            why.append(f"inconsistent repeats (Δscore {r.repeat_mean_diff:.1f}, reversals {r.repeat_flips:.0%})")
-        if not r.score_std > 0:
+        if pd.notna(r.get("repeats")) and ((r.repeat_mean_diff > REPEAT_MAX_DIFF) or r.repeat_flips > REPEAT_MAX_FLIPS):
+            diff = "" if pd.isna(r.repeat_mean_diff) else f"Δscore {r.repeat_mean_diff:.1f}, "
+            why.append(f"inconsistent repeats ({diff}reversals {r.repeat_flips:.0%})")
+        if has_scores and not r.score_std > 0:
             why.append("zero variance")
         if r.get("bt500_reject") is True:
             why.append("BT.500 outlier")
+        if r.get("p913_reject") is True:
+            why.append(f"P.913 correlation (r1 {r.r1:.2f}, r2 {r.r2:.2f})")
         reasons.append("; ".join(why))
     table["reasons"] = reasons
     table["accepted"] = table.reasons == ""

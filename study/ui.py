@@ -1,7 +1,10 @@
-"""The rating app in the browser: rater id or URL token, instructions with anchors, A/B trials, completion code.
+"""The rating app in the browser: invitation code, instructions with anchors, trials of the study's design, code.
 
-Only opaque stimulus ids ever reach the browser. Everything a rater does goes through ``study.schedule.Study``,
-so the UI holds no state that a refresh could lose: reopening the page with the same id resumes.
+Only opaque stimulus ids ever reach the browser, shown at 1:1 device pixels (sharpness is the point) without
+download or share buttons. A rater acts only through a signed token (``study.access``): from their link, or drawn
+when an open study enrols them. The rater id lives in server-side session state, never in a request, and the
+study's events are hidden from the public API. Everything goes through ``study.schedule.Study``, so reopening the
+page with the same token resumes where the rater left off.
 """
 from __future__ import annotations
 
@@ -10,57 +13,105 @@ import os
 import gradio as gr
 import sqlalchemy as sa
 
-from study import db
+from study import access, db
 from study.config import StudyConfig
-from study.schedule import Study
-from study.stimuli import GOLD
+from study.schedule import Study, StudyFull, TooFast
+from study.stimuli import ANCHOR_BEST, ANCHOR_WORST
 
 ACR = [("5 – Excellent", 5), ("4 – Good", 4), ("3 – Fair", 3), ("2 – Poor", 2), ("1 – Bad", 1)]
+DCR = [("5 – Imperceptible", 5), ("4 – Perceptible but not annoying", 4), ("3 – Slightly annoying", 3),
+       ("2 – Annoying", 2), ("1 – Very annoying", 1)]
 PREFS = [("A looks better", "a"), ("No difference", "none"), ("B looks better", "b")]
-INSTRUCTIONS = """### How to rate
-You will see pairs of pictures, **A** and **B**, showing the same scene after different processing.
-Rate the quality of **each** picture from 1 (bad) to 5 (excellent), then say which one looks better.
-Look at sharpness, blockiness and blur. There are no right answers; go with your first impression.
-Below are the best and the worst quality you can expect."""
+INSTRUCTIONS = {
+    "pc": "You will see two versions of the same picture, **A** and **B**. Choose the one whose **quality** looks "
+          "better: sharper, less blocky, less blurred.",
+    "ab": "You will see pairs of pictures, **A** and **B**, showing the same scene after different processing. Rate "
+          "the quality of **each** picture from 1 (bad) to 5 (excellent), then say which one looks better.",
+    "acr-hr": "You will see one picture at a time. Rate its **quality** from 1 (bad) to 5 (excellent): sharpness, "
+              "blockiness, blur.",
+    "dcr": "You will see a **reference** picture on the left and a **processed** version of it on the right. Rate how "
+           "much the processed picture is **degraded** compared with the reference, from 5 (imperceptible) to 1 "
+           "(very annoying).",
+}
+COMMON = ("Look at the whole picture; there are no right answers, go with your first impression. Pictures are shown "
+          "pixel for pixel: please do not zoom the page.")
+
+ONE_TO_ONE_JS = """() => {
+  const fit = img => {
+    if (!img.naturalWidth) return;
+    const r = window.devicePixelRatio || 1;
+    Object.assign(img.style, {width: img.naturalWidth / r + 'px', height: img.naturalHeight / r + 'px',
+                              maxWidth: 'none', maxHeight: 'none', objectFit: 'none'});
+    if (img.parentElement) img.parentElement.style.overflow = 'auto';
+  };
+  const scan = () => document.querySelectorAll('.stimulus img').forEach(img => {
+    if (!img.dataset.oneToOne) { img.dataset.oneToOne = '1'; img.addEventListener('load', () => fit(img)); }
+    fit(img);
+  });
+  new MutationObserver(scan).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ['src']});
+  scan();
+}"""
+DISPLAY_JS = """(...args) => { args[args.length - 1] =
+  `${window.screen.width}x${window.screen.height}@${window.devicePixelRatio || 1}`; return args; }"""
 
 
 def progress_html(done: int, total: int) -> str:
     return f"<div>Trial {min(done + 1, total)} of {total}</div><progress value='{done}' max='{total}' style='width:100%'></progress>"
 
 
+def stimulus_image(label: str, elem_id: str, visible: bool = True) -> gr.Image:
+    """A rater-facing picture: no download, share or fullscreen buttons; scaled 1:1 by ONE_TO_ONE_JS."""
+    return gr.Image(label=label, interactive=False, format="png", buttons=[], elem_id=elem_id,
+                    elem_classes=["stimulus"], visible=visible)
+
+
 def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> None:
-    """The rating UI, built inside ``blocks`` (a standalone app or a tab of app.py). A ``?token=ID`` in the page
-    address fills in the rater id and starts (or resumes) at once."""
+    """The rating UI, built inside ``blocks`` (a standalone app or a tab of app.py). A ``?token=CODE`` in the page
+    address fills in the invitation code and starts (or resumes) at once."""
     study = Study(cfg, engine)
+    secret = access.server_secret(engine)
+    design = cfg.design
     with engine.connect() as conn:
-        paths = {r.id: r.path for r in conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.path))}
-    anchor_image = cfg.images[0].name
-    best = paths[study.stimulus[(anchor_image, cfg.reference.name)]] if cfg.reference else None
-    worst = paths[study.stimulus[(anchor_image, GOLD)]]
+        rows = conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.path, db.stimuli.c.image,
+                                      db.stimuli.c.condition, db.stimuli.c.role)).all()
+    paths = {r.id: r.path for r in rows}
+    anchors = {r.condition: r.path for r in rows if r.role == "anchor" and cfg.training
+               and r.image == cfg.training[0].name}
 
     rater = gr.State("")
     trial = gr.State(None)
     with gr.Column(visible=True) as start_col:
-        rater_box = gr.Textbox(label="Your rater id (from your invitation, or any name you will remember)",
-                               elem_id="rater-id")
+        code_box = gr.Textbox(label="Your invitation code" + (" (leave empty to start as a new rater)"
+                                                               if cfg.open_enrolment else ""), elem_id="rater-code")
         start = gr.Button("Start", variant="primary", elem_id="rater-start")
     with gr.Column(visible=False) as intro_col:
-        gr.Markdown(INSTRUCTIONS)
-        with gr.Row():
-            if best:
-                gr.Image(best, label="Excellent (5)", interactive=False, format="png")
-            gr.Image(worst, label="Bad (1)", interactive=False, format="png")
+        gr.Markdown(f"### How to rate\n{INSTRUCTIONS[design]} {COMMON}")
+        resume_md = gr.Markdown(elem_id="rater-resume")
+        if anchors:
+            gr.Markdown("The best and the worst quality you can expect (a practice picture, not one you will rate):")
+            worst_label = "Very annoying (1)" if design == "dcr" else "Worst (1)"
+            with gr.Row():
+                for cond, label in ((ANCHOR_BEST, "Reference" if design == "dcr" else "Best (5)"),
+                                    (ANCHOR_WORST, worst_label)):
+                    gr.Image(anchors.get(cond), label=label, interactive=False, format="png", buttons=[],
+                             elem_classes=["stimulus"])
         begin = gr.Button("I understand: start rating", variant="primary", elem_id="rater-begin")
+    pair = design in ("pc", "ab")
     with gr.Column(visible=False) as trial_col:
         progress = gr.HTML()
         with gr.Row():
             with gr.Column():
-                img_a = gr.Image(label="A", interactive=False, format="png", elem_id="stim-a")
-                score_a = gr.Radio(ACR, label="Quality of A", elem_id="score-a")
-            with gr.Column():
-                img_b = gr.Image(label="B", interactive=False, format="png", elem_id="stim-b")
-                score_b = gr.Radio(ACR, label="Quality of B", elem_id="score-b")
-        pref = gr.Radio(PREFS, label="Which looks better?", elem_id="preference")
+                img_left = stimulus_image({"dcr": "Reference", "acr-hr": "Picture"}.get(design, "A"), "stim-a")
+                score_a = gr.Radio(ACR, label="Quality of A", elem_id="score-a", visible=design == "ab")
+            with gr.Column(visible=design != "acr-hr"):
+                img_right = stimulus_image("Processed" if design == "dcr" else "B", "stim-b", visible=design != "acr-hr")
+                score_b = gr.Radio(ACR, label="Quality of B", elem_id="score-b", visible=design == "ab")
+        single = gr.Radio(DCR if design == "dcr" else ACR, elem_id="score", visible=not pair,
+                          label="How degraded is the processed picture?" if design == "dcr" else "Quality of the picture")
+        prefs = PREFS if cfg.allow_ties or design == "ab" else [p for p in PREFS if p[1] != "none"]
+        pref = gr.Radio(prefs, label="Which looks better?", elem_id="preference", visible=pair)
+        display = gr.Textbox(visible=False)
         submit = gr.Button("Next", variant="primary", elem_id="rater-next")
     with gr.Column(visible=False) as done_col:
         done_md = gr.Markdown(elem_id="rater-done")
@@ -70,59 +121,93 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
     def show(which: int):
         return [gr.Column(visible=i == which) for i in range(len(views))]
 
+    trial_outputs = [*views, trial, progress, img_left, img_right, score_a, score_b, single, pref, done_md]
+    keep = [gr.update()] * len(trial_outputs)
+
+    def finished(message: str):
+        return (*show(3), None, "", None, None, None, None, None, None, message)
+
     def next_view(rid: str):
+        if not rid:
+            gr.Warning("Please start with your invitation code first.")
+            return keep
         t = study.current(rid)
         done, total = study.progress(rid)
         if t is None:
             code = study.completion_code(rid)
-            return (*show(3), None, "", None, None, None, None, None,
-                    f"## Thank you!\nYou rated all {total} pairs. Your completion code: **{code}**")
-        return (*show(2), t.index, progress_html(done, total), paths[t.stimulus_a], paths[t.stimulus_b],
-                None, None, None, "")
+            return finished(f"## Thank you!\nYou rated {done} pictures. Your completion code: **{code}**")
+        left, right = (t.stimulus_b, t.stimulus_a) if design == "dcr" else (t.stimulus_a, t.stimulus_b)
+        return (*show(2), t.index, progress_html(done, total), paths[left], paths[right] if right else None,
+                None, None, None, None, "")
 
-    trial_outputs = [*views, trial, progress, img_a, img_b, score_a, score_b, pref, done_md]
-
-    def on_start(rid: str):
-        rid = (rid or "").strip()
-        if not rid:
-            raise gr.Error("Please enter your rater id.")
+    def on_start(code: str):
+        code = (code or "").strip()
+        if code:
+            rid = access.verify(secret, code)
+            if rid is None:
+                gr.Warning("That invitation code is not valid. Please check your link.")
+                return "", "", *keep
+        elif cfg.open_enrolment:
+            rid = access.new_rater_id()
+            code = access.sign(secret, rid)
+        else:
+            gr.Warning("This study is by invitation: please open the link you were given.")
+            return "", "", *keep
         try:
             study.start(rid)
+        except StudyFull as e:
+            return "", "", *finished(f"## {e}")
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            gr.Warning(str(e))
+            return "", "", *keep
         done, _ = study.progress(rid)
-        if done:  # returning rater: straight back to where they left off
-            return rid, *next_view(rid)
-        return rid, *show(1), *[gr.update()] * (len(trial_outputs) - len(views))
+        if done or study.completion_code(rid):  # returning rater: straight back to where they left off
+            return rid, "", *next_view(rid)
+        resume = f"To continue later, keep this code: `{code}` (or reopen the page with `?token={code}`)."
+        return rid, resume, *show(1), *[gr.update()] * (len(trial_outputs) - len(views))
 
-    def on_submit(rid: str, index, a, b, p):
-        if index is None:
-            raise gr.Error("No trial is open; reload the page.")
-        if a is None or b is None or p is None:
-            gr.Warning("Please rate both pictures and choose which looks better.")
-            return [gr.update()] * len(trial_outputs)
-        study.answer(rid, int(index), int(a), int(b), p)
+    def on_submit(rid: str, index, a, b, s, p, disp):
+        if not rid or index is None:
+            gr.Warning("No trial is open; please reload the page.")
+            return keep
+        answer = {"pc": (None, None, p), "ab": (a, b, p), "acr-hr": (s, None, None), "dcr": (s, None, None)}[design]
+        missing = {"pc": p is None, "ab": None in answer}.get(design, s is None)
+        if missing:
+            gr.Warning("Please answer before going on.")
+            return keep
+        try:
+            study.answer(rid, int(index), *[None if v is None else (v if isinstance(v, str) else int(v)) for v in answer],
+                         display=disp)
+        except TooFast as e:
+            gr.Warning(str(e))
+            return keep
         return next_view(rid)
 
-    start.click(on_start, rater_box, [rater, *trial_outputs], api_name="start")
-    rater_box.submit(on_start, rater_box, [rater, *trial_outputs], api_visibility="private")
-    begin.click(next_view, rater, trial_outputs, api_name="begin")
-    submit.click(on_submit, [rater, trial, score_a, score_b, pref], trial_outputs, api_name="rate",
-                 trigger_mode="once")
+    start_outputs = [rater, resume_md, *trial_outputs]
+    start.click(on_start, code_box, start_outputs, api_name="study_start", api_visibility="private")
+    code_box.submit(on_start, code_box, start_outputs, api_visibility="private")
+    begin.click(next_view, rater, trial_outputs, api_name="study_begin", api_visibility="private")
+    submit.click(on_submit, [rater, trial, score_a, score_b, single, pref, display], trial_outputs,
+                 api_name="study_rate", api_visibility="private", trigger_mode="once", js=DISPLAY_JS)
 
     def from_url(request: gr.Request):
         token = (request.query_params.get("token") or "").strip() if request else ""
         if not token:
-            return "", "", *[gr.update()] * len(trial_outputs)
+            return "", *[gr.update()] * len(start_outputs)
         return token, *on_start(token)
 
-    blocks.load(from_url, None, [rater_box, rater, *trial_outputs], api_visibility="private")
+    blocks.load(from_url, None, [code_box, *start_outputs], api_visibility="private")
+    blocks.load(None, None, None, js=ONE_TO_ONE_JS)
 
 
-def admin_view(engine: sa.Engine, password: str):
+ADMIN_THROTTLE = access.Throttle(limit=5, window=60)
+
+
+def admin_view(engine: sa.Engine, password: str, client: str = ""):
     """(summary text, condition table or None, report file paths) for the admin page.
 
-    Raises PermissionError when the page is off (no STUDY_ADMIN_PASSWORD on the server) or the password is wrong.
+    Raises PermissionError when the page is off (no STUDY_ADMIN_PASSWORD on the server), the password is wrong, or
+    this client has given 5 wrong passwords in the last minute (then even the right one is refused unchecked).
     """
     import hmac
     import tempfile
@@ -133,7 +218,9 @@ def admin_view(engine: sa.Engine, password: str):
     expected = os.environ.get("STUDY_ADMIN_PASSWORD")
     if not expected:
         raise PermissionError("The admin page is off: set STUDY_ADMIN_PASSWORD on the server to turn it on.")
+    ADMIN_THROTTLE.check(client)
     if not hmac.compare_digest((password or "").encode(), expected.encode()):
+        ADMIN_THROTTLE.fail(client)
         raise PermissionError("Wrong password.")
     with engine.connect() as conn:
         def count(table):
@@ -152,18 +239,19 @@ def admin_view(engine: sa.Engine, password: str):
 
 
 def render_admin(engine: sa.Engine) -> None:
-    """Progress, the live report and CSV downloads, behind STUDY_ADMIN_PASSWORD."""
+    """Progress, the live report and CSV downloads, behind STUDY_ADMIN_PASSWORD (throttled)."""
     password = gr.Textbox(label="Admin password", type="password")
     show_btn = gr.Button("Show progress and report")
     summary = gr.Markdown()
     table = gr.Dataframe(interactive=False)
     files = gr.File(label="Report files (CSV, Markdown, HTML)", file_count="multiple")
 
-    def admin(pw: str):
+    def admin(pw: str, request: gr.Request):
         try:
-            return admin_view(engine, pw)
+            return admin_view(engine, pw, request.client.host if request and request.client else "")
         except PermissionError as e:
-            raise gr.Error(str(e)) from e
+            gr.Warning(str(e))
+            return gr.update(), gr.update(), gr.update()
 
     show_btn.click(admin, password, [summary, table, files], api_visibility="private")
 

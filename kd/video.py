@@ -2,7 +2,9 @@
 
     python -m kd.video IN.mp4 OUT.mp4 [--model student] [--simulate medium] [--side-by-side]
 
-Output is H.264 (yuv420p, CRF 18) at the input's frame rate. Audio is not copied.
+Output is H.264 (yuv420p, CRF 18) with the input's timestamps (variable frame rates stay variable) and its
+colour tags: matrix, range, primaries and transfer are read from the input, used to convert to RGB and back, and
+written to the output, so colours do not shift. Audio is not copied.
 """
 from __future__ import annotations
 
@@ -16,6 +18,32 @@ from tqdm import tqdm
 
 from kd.degrade import PRESETS, degrade
 from kd.sharpen import sharpen
+
+
+TEXT_AS_VIDEO = {"tty", "ansi", "bintext", "xbin", "idf"}  # FFmpeg would render a text file as a video of its letters
+SWS_MATRICES = {1, 4, 5, 6, 7, 9}  # colour matrices swscale knows by their AVColorSpace number (BT.709, 601, 2020...)
+
+
+def colour(frame: av.VideoFrame) -> dict:
+    """How a decoded frame's YUV maps to RGB; an untagged stream is read as BT.601, limited range, as FFmpeg does."""
+    return dict(matrix=frame.colorspace if frame.colorspace in SWS_MATRICES else 5,
+                range=frame.color_range if frame.color_range in (1, 2) else 1,
+                tags=(frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc))
+
+
+def to_rgb(frame: av.VideoFrame, c: dict) -> np.ndarray:
+    return frame.reformat(format="rgb24", src_colorspace=c["matrix"], dst_colorspace=c["matrix"],
+                          src_color_range=c["range"], dst_color_range=2).to_ndarray()
+
+
+def from_rgb(rgb: np.ndarray, c: dict) -> av.VideoFrame:
+    """yuv420p in the input's matrix and range, tagged with its primaries and transfer."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    out = frame.reformat(format="yuv420p", src_colorspace=c["matrix"], dst_colorspace=c["matrix"],
+                         src_color_range=2, dst_color_range=c["range"], dst_color_trc=c["tags"][3],
+                         dst_color_primaries=c["tags"][2])
+    out.colorspace = c["tags"][0]
+    return out
 
 
 def process(src: Path | str, dst: Path | str, model: str = "student", simulate: str | None = None,
@@ -34,14 +62,17 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
         if not inp.streams.video:
             raise ValueError(f"{src} has no video stream")
         vin = inp.streams.video[0]
+        if inp.format.name in TEXT_AS_VIDEO or vin.codec_context.name in TEXT_AS_VIDEO:
+            raise ValueError(f"{src} is a text file, not a video")
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         total = vin.frames or None
         dst.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with av.open(str(dst), "w") as out:
-            vout = None
+            vout, c = None, None
             for frame in tqdm(inp.decode(vin), total=total, desc=f"sharpening {src.name}", unit="frame"):
-                rgb = frame.to_ndarray(format="rgb24")
+                c = c or colour(frame)
+                rgb = to_rgb(frame, c)
                 shown = degrade(rgb, simulate) if simulate else rgb
                 restored = sharpen(shown, model=model, backend=backend)
                 picture = np.concatenate([shown, restored], axis=1) if side_by_side else restored
@@ -51,8 +82,13 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
                     vout = out.add_stream("libx264", rate=rate)
                     vout.width, vout.height = picture.shape[1], picture.shape[0]
                     vout.pix_fmt = "yuv420p"
+                    cc = vout.codec_context
+                    vout.time_base = cc.time_base = vin.time_base  # the input's clock: no timestamp is rounded
+                    cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = c["tags"]
                     vout.options = {"crf": "18", "preset": "veryfast"}
-                for packet in vout.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")):
+                encoded = from_rgb(picture, c)
+                encoded.pts, encoded.time_base = frame.pts, frame.time_base  # variable frame rates stay as they were
+                for packet in vout.encode(encoded):
                     out.mux(packet)
                 written += 1
                 if max_frames and written >= max_frames:

@@ -16,7 +16,8 @@ import torch
 
 from kd import checkpoint
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# the repository's weights/; a wheel installed elsewhere (pip install .) finds them through SHARPKD_WEIGHTS
+WEIGHTS_DIR = Path(os.environ.get("SHARPKD_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
 CACHE_DIR = Path(os.environ.get("SHARPKD_CACHE", Path.home() / ".cache" / "sharpkd"))
 MODEL_NAMES = ("student", "teacher", "seed")
 lock = threading.RLock()  # held while loading or exporting, so concurrent requests do the work once

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from kd.runtime import BACKENDS
 from kd.temporal import fit, load_photo, pan_clip, parse_size, read_clip
 
 RTP_CLOCK = 90_000
@@ -434,7 +435,7 @@ def main(argv=None):
     ap.add_argument("--fps", type=float, default=None, help="send rate (default: the clip's, or 30)")
     ap.add_argument("--codec", default="h264", choices=["h264", "vp8"])
     ap.add_argument("--model", default="student", help="kd.sharpen model, or 'none' to only upscale")
-    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"])
+    ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--every-frame", action="store_true", help="sharpen every frame (queue) instead of the newest")
     ap.add_argument("--ssim-every", type=int, default=1, help="SSIM on every Nth frame (it is slow at 720p)")
     ap.add_argument("--out", type=Path, default=Path("results/call"), help="prefix for .md, .csv and .png")

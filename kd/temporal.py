@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.degrade import PRESETS, Degradation, degrade
+from kd.runtime import BACKENDS
 
 # What a call under a bandwidth cap looks like, per frame: half resolution, H.264 at a high QP.
 CALL_PRESET = Degradation(scale=2.0, codec="h264", quality=34)
@@ -217,7 +218,7 @@ def main(argv=None):
                     help="photos to pan over (scikit-image names or image files)")
     ap.add_argument("--preset", default="call", help=f"'call' ({CALL_PRESET.describe()}) or one of {sorted(PRESETS)}")
     ap.add_argument("--models", nargs="+", default=["student", "teacher"], help="kd.sharpen models")
-    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"])
+    ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--frames", type=int, default=48, help="frames per clip")
     ap.add_argument("--size", default="640x360", help="clips are fitted to this size (WxH)")
     ap.add_argument("--out", type=Path, default=Path("results/temporal.md"), help="Markdown table ('' for none)")

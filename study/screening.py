@@ -12,6 +12,9 @@
 5. ITU-T P.913 §12.6 correlation screening: r1 = Pearson correlation of the rater's scores with the mean score the
    other raters gave the same stimuli, r2 = the same over the rater's per-condition means. Rejected when
    r1 < 0.75 and r2 < 0.8 (an inverted or random rater), given at least 4 stimuli.
+6. Preference agreement (pc, ab), the analogue of 5 for choices: on pairs where the other raters clearly agree (at
+   least 75:25, ties as half), a rater choosing with them in under 70% of at least 5 such votes (a tie counting
+   half) is out; a random or one-sided clicker agrees about half the time.
 
 Reported besides, not used to reject: SUREAL-style rater bias (mean offset from the stimulus consensus) and
 inconsistency (spread of the rest), estimated by alternating consensus and bias a few times.
@@ -25,6 +28,7 @@ GOLD_MAX_FAIL = 0.25
 REPEAT_MAX_DIFF = 1.5
 REPEAT_MAX_FLIPS = 0.5
 P913_R1, P913_R2 = 0.75, 0.8
+CLEAR, MIN_AGREEMENT, MIN_CLEAR_VOTES = 0.75, 0.7, 5
 
 
 def ratings_long(votes: pd.DataFrame) -> pd.DataFrame:
@@ -133,6 +137,30 @@ def correlation_screening(ratings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def preference_agreement(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per rater: votes on clearly decided pairs and the share of them that agree with the other raters."""
+    cols = ["rater", "clear_votes", "agreement", "agreement_reject"]
+    v = votes[votes.kind.isin(["main", "repeat"]) & votes.preference.isin(["a", "b", "none"])
+              & votes.condition_b.notna()].copy()
+    if v.empty:
+        return pd.DataFrame(columns=cols)
+    first = np.minimum(v.condition_a, v.condition_b)
+    v["unit"] = v.image + "\0" + first + "\0" + np.maximum(v.condition_a, v.condition_b)
+    winner = np.where(v.preference == "a", v.condition_a, np.where(v.preference == "b", v.condition_b, ""))
+    v["x"] = np.where(winner == "", 0.5, (winner == first).astype(float))  # 1: the first-named condition won
+    unit = v.groupby("unit").x.agg(["sum", "count"])
+    mine = v.groupby(["rater", "unit"]).x.agg(["sum", "count"])
+    v = v.join(unit, on="unit").join(mine, on=["rater", "unit"], rsuffix="_r")
+    rest = v["count"] - v["count_r"]
+    others = (v["sum"] - v["sum_r"]) / rest.where(rest > 0)
+    clear = (others - 0.5).abs() >= CLEAR - 0.5
+    v["agree"] = 1 - (v.x - (others > 0.5)).abs()
+    out = v[clear].groupby("rater").agree.agg(clear_votes="size", agreement="mean").reindex(pd.unique(v.rater))
+    out["clear_votes"] = out.clear_votes.fillna(0).astype(int)
+    out["agreement_reject"] = (out.clear_votes >= MIN_CLEAR_VOTES) & (out.agreement < MIN_AGREEMENT)
+    return out.rename_axis("rater").reset_index()[cols]
+
+
 def rater_bias(ratings: pd.DataFrame, rounds: int = 10) -> pd.DataFrame:
     """SUREAL-style per-rater bias and inconsistency: alternate stimulus consensus (mean of bias-corrected scores)
     and rater bias (mean residual from the consensus); inconsistency is the std of what remains."""
@@ -160,7 +188,8 @@ def screen(votes: pd.DataFrame, reference: str | None) -> pd.DataFrame:
              .merge(repeat_consistency(votes), on="rater", how="left")
              .merge(bt500_rejections(scored), on="rater", how="left")
              .merge(correlation_screening(scored), on="rater", how="left")
-             .merge(rater_bias(scored), on="rater", how="left"))
+             .merge(rater_bias(scored), on="rater", how="left")
+             .merge(preference_agreement(votes), on="rater", how="left"))
     has_scores = not scored.empty
     reasons = []
     for _, r in table.iterrows():
@@ -176,6 +205,8 @@ def screen(votes: pd.DataFrame, reference: str | None) -> pd.DataFrame:
             why.append("BT.500 outlier")
         if r.get("p913_reject") is True:
             why.append(f"P.913 correlation (r1 {r.r1:.2f}, r2 {r.r2:.2f})")
+        if r.get("agreement_reject") is True:
+            why.append(f"disagrees on clear pairs ({r.agreement:.0%} of {int(r.clear_votes)})")
         reasons.append("; ".join(why))
     table["reasons"] = reasons
     table["accepted"] = table.reasons == ""

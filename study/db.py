@@ -110,8 +110,11 @@ def _upgrade(engine: sa.Engine) -> None:
     if not stale:
         return
     with engine.begin() as conn:
-        rows = {t.name: [dict(r._mapping) for r in conn.execute(sa.text(f'SELECT * FROM "{t.name}"'))]
-                for t in metadata.sorted_tables if t.name in existing}
+        rows = {}
+        for t in metadata.sorted_tables:
+            if t.name in existing:  # read through this layout's column types (SQLite keeps dates as text)
+                cols = [t.c[c["name"]] for c in insp.get_columns(t.name) if c["name"] in t.c]
+                rows[t.name] = [dict(r._mapping) for r in conn.execute(sa.select(*cols))]
         for t in reversed(metadata.sorted_tables):
             if t.name in existing:
                 t.drop(conn)

@@ -1,9 +1,13 @@
-"""Speed benchmark: ms per frame and fps of every model and runtime at 540p, 720p and 1080p.
+"""Speed benchmark: ms per frame, fps and memory of every model and runtime at 540p, 720p and 1080p.
 
-    python -m kd.bench [--repeats 10] [--sizes 540 720 1080] [--out results]
+    python -m kd.bench [--repeats 10] [--sizes 540 720 1080] [--models student seed teacher] [--out runs/bench]
 
-Medians over repeated runs after warm-up, on float NCHW frames (the network alone) plus one end-to-end row
-(``kd.sharpen`` on a uint8 frame, padding and conversions included). Writes results/bench.jsonl and bench.md.
+Medians over repeated runs after warm-up. Network rows time float NCHW frames (the network alone); the
+``kd.sharpen`` rows time what users run: a uint8 frame through ``kd.sharpen`` with its default tile and backend
+(the same call that ``kd.video`` and the app's Live tab make). Each row shows the precision the runtime really
+computed in and the peak memory of that row alone (the process high-water mark is reset before each row).
+Writes bench.jsonl and bench.md to ``--out`` (runs/bench by default: committed results are only replaced on
+request, with ``--out results``).
 """
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import copy
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -22,7 +25,8 @@ import torch
 
 from kd.baselines import unsharp_mask
 from kd.models import count_params, gflops
-from kd.runtime import available_backends, load, runner
+from kd.registry import load
+from kd.runtime import available_backends, runner
 from kd.sharpen import sharpen
 
 SIZES = {540: (540, 960), 720: (720, 1280), 1080: (1080, 1920)}
@@ -39,8 +43,40 @@ def timeit(fn, x, repeats: int, warmup: int = 2) -> float:
     return float(np.median(times))
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_kb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(float(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def measured(fn, x, repeats: int, warmup: int) -> tuple[float, float]:
+    """(median seconds, peak MB above the row's starting memory). Linux: the high-water mark is reset per row."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_kb("VmRSS")
+    except OSError:
+        return timeit(fn, x, repeats, warmup), float("nan")
+    sec = timeit(fn, x, repeats, warmup)
+    return sec, (_status_kb("VmHWM") - before) / 1024
+
+
+def machine() -> str:
+    """CPU model (as lscpu names it), cores, vector extensions, and library versions: where a table comes from."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        flags = set(next(line for line in info.splitlines() if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile") if f in flags]
+    versions = f"torch {torch.__version__}"
+    try:
+        import openvino
+
+        versions += f", openvino {openvino.__version__.split('-')[0]}"
+    except ImportError:
+        pass
+    return f"{name}, {os.cpu_count()} CPUs ({' '.join(isa) or 'no AVX2'}), {torch.get_num_threads()} torch threads, {versions}"
 
 
 def channels_last(name: str):
@@ -52,6 +88,13 @@ def channels_last(name: str):
         return net(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
 
     return run
+
+
+def network_configs(models: list[str]) -> list[tuple[str, str]]:
+    """(model, backend): the first (real-time) model on every runtime, the others on torch and OpenVINO."""
+    every = ["torch", "torch channels_last", "onnx", "openvino", "openvino-int8"]
+    return [(name, b) for i, name in enumerate(models) for b in (every if i == 0 else ["torch", "openvino"])
+            if b.split()[0] in available_backends()]
 
 
 def cuda_rows(sizes, repeats):
@@ -75,34 +118,36 @@ def cuda_rows(sizes, repeats):
                 torch.cuda.synchronize()
 
             sec = timeit(run, x, repeats, warmup=5)
-            rows.append(dict(model="student", backend=name, size=f"{w}×{h}", ms=sec * 1000, fps=1 / sec,
-                             peak_mb=torch.cuda.max_memory_allocated() / 2**20))
+            rows.append(dict(model="student", backend=name, precision="f16", size=f"{w}×{h}", ms=sec * 1000,
+                             fps=1 / sec, peak_mb=torch.cuda.max_memory_allocated() / 2**20))
     return rows
 
 
-def bench(sizes=(540, 720, 1080), repeats: int = 10, teacher_repeats: int = 2) -> pd.DataFrame:
+def bench(sizes=(540, 720, 1080), repeats: int = 10, slow_repeats: int = 2,
+          models=("student", "seed", "teacher")) -> pd.DataFrame:
     rows = []
-    student = load("student")
-    configs = [("student", b) for b in ("torch", "torch channels_last", "onnx", "openvino")
-               if b.split()[0] in available_backends()]
-    configs += [("seed", "torch"), ("teacher", "torch")]
+    configs = network_configs(list(models))
     for s in sizes:
         h, w = SIZES[s]
         x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-        for name, backend in configs:
-            run = channels_last(name) if backend == "torch channels_last" else runner(name, backend)
-            reps = teacher_repeats if name == "teacher" else repeats
-            sec = timeit(run, x, reps, warmup=1 if name == "teacher" else 2)
-            net = load(name)
-            rows.append(dict(model=name, backend=backend, size=f"{w}×{h}", ms=sec * 1000, fps=1 / sec,
-                             params=count_params(net), gflop=gflops(net, h, w), peak_mb=peak_rss_mb()))
         frame = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
-        sec = timeit(lambda f: unsharp_mask(f), frame, repeats)
-        rows.append(dict(model="unsharp mask", backend="opencv", size=f"{w}×{h}", ms=sec * 1000, fps=1 / sec,
-                         params=0, gflop=0.0, peak_mb=peak_rss_mb()))
-        sec = timeit(lambda f: sharpen(f, model="student", tile=4096), frame, repeats)
-        rows.append(dict(model="student", backend="kd.sharpen end-to-end (auto)", size=f"{w}×{h}", ms=sec * 1000,
-                         fps=1 / sec, params=count_params(student), gflop=gflops(student, h, w), peak_mb=peak_rss_mb()))
+        for name, backend in configs:
+            net = load(name)
+            run = channels_last(name) if backend == "torch channels_last" else runner(name, backend)
+            slow = name != models[0]
+            sec, mb = measured(run, x, slow_repeats if slow else repeats, 1 if slow else 2)
+            rows.append(dict(model=name, backend=backend, precision=getattr(run, "precision", "f32"), size=f"{w}×{h}",
+                             ms=sec * 1000, fps=1 / sec, params=count_params(net), gflop=gflops(net, h, w), peak_mb=mb))
+        realtime = models[0]
+        for backend in ("auto", "openvino-int8") if "openvino-int8" in available_backends() else ("auto",):
+            run = runner(realtime, backend)
+            sec, mb = measured(lambda f, b=backend: sharpen(f, model=realtime, backend=b), frame, repeats, 2)
+            label = f"kd.sharpen ({backend} → {run.name})" if backend == "auto" else f"kd.sharpen ({backend})"
+            rows.append(dict(model=realtime, backend=label, precision=run.precision, size=f"{w}×{h}", ms=sec * 1000,
+                             fps=1 / sec, params=count_params(run.model), gflop=gflops(run.model, h, w), peak_mb=mb))
+        sec, mb = measured(unsharp_mask, frame, repeats, 2)
+        rows.append(dict(model="unsharp mask", backend="opencv", precision="u8", size=f"{w}×{h}", ms=sec * 1000,
+                         fps=1 / sec, params=0, gflop=0.0, peak_mb=mb))
     if torch.cuda.is_available():
         rows += cuda_rows(sizes, repeats)
     return pd.DataFrame(rows)
@@ -111,23 +156,26 @@ def bench(sizes=(540, 720, 1080), repeats: int = 10, teacher_repeats: int = 2) -
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[540, 720, 1080], choices=sorted(SIZES))
+    ap.add_argument("--models", nargs="+", default=["student", "seed", "teacher"],
+                    help="model names or checkpoint paths; the first (real-time) one gets every runtime and the "
+                         "kd.sharpen rows, the others torch and OpenVINO with --slow-repeats")
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--teacher-repeats", type=int, default=2)
+    ap.add_argument("--slow-repeats", type=int, default=2, help="repeats for the models after the first")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    ap.add_argument("--out", type=Path, default=Path("results"))
+    ap.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.jsonl and bench.md")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    table = bench(a.sizes, a.repeats, a.teacher_repeats)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    table = bench(a.sizes, a.repeats, a.slow_repeats, a.models)
+    where = machine()
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "bench.jsonl", "a") as f:
         for r in table.to_dict("records"):
-            f.write(json.dumps({"machine": machine, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **r}) + "\n")
-    (a.out / "bench.md").write_text(f"Machine: {machine}\n\n" + table.to_markdown(index=False, floatfmt=".1f") + "\n")
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
+            f.write(json.dumps({"machine": where, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **r}) + "\n")
+    (a.out / "bench.md").write_text(f"Machine: {where}\n\n" + table.to_markdown(index=False, floatfmt=".1f") + "\n")
+    with pd.option_context("display.width", 220, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    print(f"\n{machine}; wrote {a.out}/bench.jsonl and bench.md")
+    print(f"\n{where}; wrote {a.out}/bench.jsonl and bench.md")
 
 
 if __name__ == "__main__":

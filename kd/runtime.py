@@ -75,7 +75,7 @@ class OpenVinoRunner(Runner):
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.name = name
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))  # what it really computes in
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # e.g. f32, bf16
         if name.endswith("int8"):
             self.precision = f"int8 + {self.precision}"
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns

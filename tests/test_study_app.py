@@ -1,0 +1,267 @@
+"""The rating study as served: nothing but opaque stimuli is readable over the web, the study's events are off the
+public API and act only through signed tokens, and each design is driven through the app (gradio_client for pc,
+acr-hr and dcr; Chromium for acr-hr at a device pixel ratio of 2)."""
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from gradio_client import Client
+
+from app_server import ROOT, free_port, running_app
+from kd.data import read_image
+from study import access, db
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+STUDY = """
+design = "{design}"
+votes_per_pair = 1000
+trials_per_rater = 4
+gold_share = 0.25
+repeat_share = 0.25
+repeat_gap = 1
+min_response_ms = {min_ms}
+crop = 64
+
+[[images]]
+name = "astronaut"
+path = "skimage:astronaut"
+
+[[training]]
+name = "rocket"
+path = "skimage:rocket"
+
+[[conditions]]
+name = "reference"
+kind = "reference"
+
+[[conditions]]
+name = "mild"
+kind = "degraded"
+preset = "mild"
+
+[[conditions]]
+name = "medium"
+kind = "degraded"
+preset = "medium"
+"""
+
+
+def write_study(folder: Path, design: str, min_ms: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{design}.toml"
+    path.write_text(STUDY.format(design=design, min_ms=min_ms))
+    return path
+
+
+@contextlib.contextmanager
+def study_server(config: Path, timeout: float = 120):
+    """`python -m study serve CONFIG` on a free port (stimuli built first, as a researcher would)."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    subprocess.run([sys.executable, "-m", "study", "build", str(config)], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "study", "serve", str(config), "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"study serve exited early:\n{proc.stdout.read()}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise TimeoutError(f"study serve did not answer on {url} within {timeout}s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def rater_client(url: str) -> Client:
+    """A gradio_client session that reaches the study's hidden events by their position, as the page itself does:
+    hiding them from the API stops casual scripted use; the signed token is what stops impersonation."""
+    client = Client(url, verbose=False)
+    for endpoint in client.endpoints.values():
+        if endpoint.api_name in ("/study_start", "/study_begin", "/study_rate"):
+            endpoint.is_valid = True
+    return client
+
+
+def call(client: Client, name: str, *args):
+    index = next(i for i, e in client.endpoints.items() if e.api_name == f"/{name}")
+    return client.predict(*args, fn_index=index)
+
+
+def token_from(resume_text: str) -> str:
+    return resume_text.split("`")[1]
+
+
+def rate_whole_session(client: Client, answer, display="1440x900@2", wait=0.0):
+    """Start as a new rater, read the instructions, answer every trial; returns (token, trials seen, last output)."""
+    started = call(client, "study_start", "")
+    token = token_from(started[0])
+    out = call(client, "study_begin")
+    seen = 0
+    while "completion code" not in str(out[-1]):
+        progress, left, right = out[0], out[1], out[2]
+        assert "Trial" in progress and read_image(left).shape[:2] == (64, 64)
+        for path in (left, right):
+            assert path is None or not any(c in Path(path).name for c in ("reference", "mild", "medium", "gold"))
+        time.sleep(wait)
+        out = call(client, "study_rate", *answer, display)
+        seen += 1
+        assert seen <= 20
+    return token, seen, out
+
+
+def stored_votes(config: Path) -> pd.DataFrame:
+    engine = db.connect(db.default_url(config))
+    with engine.connect() as conn:
+        return pd.read_sql(sa.select(db.votes), conn)
+
+
+@pytest.fixture(scope="module")
+def app_study(tmp_path_factory):
+    """app.py with a pc study whose database lies beside its file (the default), as on a Space."""
+    config = write_study(tmp_path_factory.mktemp("space"), "pc", min_ms=400)
+    with running_app("--study", str(config)) as url:
+        yield url, config
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+
+
+def test_only_opaque_stimuli_are_served(app_study):
+    url, config = app_study
+    folder = config.parent
+    stimuli = folder / f"{config.stem}_stimuli"
+    serve = sorted((stimuli / "serve").glob("*.png"))
+    cache = sorted((stimuli / "cache").rglob("*.png"))
+    assert serve and cache and (folder / "pc.db").exists()
+
+    def file_url(path) -> str:
+        return url + "gradio_api/file=" + urllib.parse.quote(str(path))
+
+    status, body = get(file_url(serve[0]))
+    assert status == 200 and body[:4] == b"\x89PNG"  # the control: rater-facing images are served
+    for secret in (folder / "pc.db", folder / "pc.db-wal", config, cache[0], stimuli / "serve" / ".." / "cache" /
+                   cache[0].relative_to(stimuli / "cache"), stimuli / "serve" / ".." / ".." / "pc.db"):
+        status, body = get(file_url(secret))
+        assert status != 200 and b"SQLite format" not in body, secret
+    status, body = get(url + "gradio_api/file=" + urllib.parse.quote(str(folder)))
+    assert status != 200
+
+
+def test_study_events_are_not_public_api(app_study):
+    url, _ = app_study
+    client = Client(url, verbose=False)
+    api = client.view_api(print_info=False, return_format="dict")
+    assert not {"/study_start", "/study_begin", "/study_rate"} & set(api["named_endpoints"])
+    with pytest.raises(ValueError):
+        client.predict("", api_name="/study_start")
+
+
+def test_a_guessed_or_forged_rater_id_gets_nothing(app_study):
+    url, config = app_study
+    honest = rater_client(url)
+    token, _, _ = rate_whole_session(honest, (None, None, None, "a"), wait=0.45)
+    rater = token.rsplit(".", 1)[0]
+    attacker = rater_client(url)
+    for forged in (rater, rater + ".AAAAAAAAAAAAAAAAAAAAAA", token[:-2]):
+        out = call(attacker, "study_start", forged)
+        assert out[0] in ("", None) and "completion code" not in str(out[-1])
+    out = call(attacker, "study_begin")  # without a valid start there is no rater in the session
+    assert not any(isinstance(v, str) and v.endswith(".png") for v in out)
+    again = call(rater_client(url), "study_start", token)  # the real token resumes: finished, with the code
+    assert "completion code" in str(again[-1])
+    votes = stored_votes(config)
+    assert set(votes.rater) == {rater} and votes.score_a.isna().all() and votes.preference.eq("a").all()
+
+
+def test_answers_faster_than_the_minimum_time_are_refused(app_study):
+    url, config = app_study
+    client = rater_client(url)
+    token = token_from(call(client, "study_start", "")[0])
+    first = call(client, "study_begin")
+    assert "Trial 1 of" in first[0]
+    out = call(client, "study_rate", None, None, None, "b", "1x1@1")  # at once: refused, the trial stays
+    assert "Trial 2 of" not in str(out[0])
+    time.sleep(0.45)
+    out = call(client, "study_rate", None, None, None, "b", "1x1@1")
+    assert "Trial 2 of" in out[0]
+    votes = stored_votes(config)
+    mine = votes[votes.rater == token.rsplit(".", 1)[0]]
+    assert len(mine) == 1 and mine.response_ms.iloc[0] >= 400
+
+
+@pytest.mark.parametrize("design, answer", [("acr-hr", (None, None, 4, None)), ("dcr", (None, None, 3, None))])
+def test_scored_designs_run_a_whole_session(tmp_path, design, answer):
+    config = write_study(tmp_path, design)
+    with study_server(config) as url:
+        token, seen, out = rate_whole_session(rater_client(url), answer)
+    votes = stored_votes(config)
+    assert seen == len(votes) == 6 and set(votes.kind) == {"main", "gold", "repeat"}
+    assert (votes.score_a == answer[2]).all() and votes.preference.isna().all() and (votes.pixel_ratio == 2).all()
+    if design == "dcr":
+        assert set(votes.condition_b) == {"reference"} and "reference" not in set(votes.condition_a)
+    else:
+        assert votes.condition_b.isna().all()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (tests/run.sh installs it on CI)")
+def test_browser_shows_stimuli_pixel_for_pixel_and_records_the_display(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    config = write_study(tmp_path, "acr-hr")
+    with study_server(config) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1000}, device_scale_factor=2)
+        page.goto(url)
+        page.locator("#rater-start").click()
+        page.locator("#rater-resume").get_by_text("keep this code").wait_for(timeout=30_000)
+        token = page.locator("#rater-resume code").first.inner_text()
+        page.locator("#rater-begin").click()
+        page.get_by_text("Trial 1 of").wait_for(timeout=30_000)
+        img = page.locator("#stim-a img").first
+        img.wait_for(timeout=30_000)
+        page.wait_for_function("() => { const i = document.querySelector('#stim-a img'); "
+                               "return i && i.naturalWidth && i.style.width; }", timeout=10_000)
+        shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width * window.devicePixelRatio]")
+        assert shown[0] == 64 and abs(shown[1] - 64) < 0.5  # one image pixel per device pixel
+        assert page.locator("#stim-a button").count() == 0  # no download, share or fullscreen
+        page.locator("#score").get_by_text("4 – Good").click()
+        page.locator("#rater-next").click()
+        page.get_by_text("Trial 2 of").wait_for(timeout=30_000)
+        page.goto(url + "?token=" + urllib.parse.quote(token))  # a new visit with the token resumes
+        page.get_by_text("Trial 2 of").wait_for(timeout=30_000)
+        browser.close()
+    votes = stored_votes(config)
+    assert len(votes) == 1 and votes.score_a[0] == 4
+    assert votes.pixel_ratio[0] == 2 and votes.screen_w[0] > 0 and votes.screen_h[0] > 0
+    secret = access.server_secret(db.connect(db.default_url(config)))
+    assert access.verify(secret, token) == votes.rater[0]

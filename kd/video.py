@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.degrade import PRESETS, degrade
+from kd.runtime import BACKENDS
 from kd.sharpen import sharpen
-
 
 TEXT_AS_VIDEO = {"tty", "ansi", "bintext", "xbin", "idf"}  # FFmpeg would render a text file as a video of its letters
 SWS_MATRICES = {1, 4, 5, 6, 7, 9}  # colour matrices swscale knows by their AVColorSpace number (BT.709, 601, 2020...)
@@ -87,7 +87,8 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
                     cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = c["tags"]
                     vout.options = {"crf": "18", "preset": "veryfast"}
                 encoded = from_rgb(picture, c)
-                encoded.pts, encoded.time_base = frame.pts, frame.time_base  # variable frame rates stay as they were
+                encoded.time_base = vin.time_base
+                encoded.pts = frame.pts if frame.pts is not None else round(written / rate / vin.time_base)  # VFR stays VFR
                 for packet in vout.encode(encoded):
                     out.mux(packet)
                 written += 1
@@ -107,7 +108,7 @@ def main(argv=None):
     ap.add_argument("--model", default="student")
     ap.add_argument("--simulate", default=None, choices=sorted(PRESETS), help="degrade each frame first")
     ap.add_argument("--side-by-side", action="store_true", help="write degraded | sharpened next to each other")
-    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"])
+    ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--max-frames", type=int, default=None)
     a = ap.parse_args(argv)
     try:

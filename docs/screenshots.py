@@ -38,8 +38,9 @@ def main():
         page.wait_for_timeout(2000)
         page.screenshot(path=str(ROOT / "docs/live.png"))
 
-        page.goto(url + "?token=screenshot")
+        page.goto(url)
         page.get_by_role("tab", name="Rate").click()
+        page.locator("#rater-start").click()  # an open study enrols a new rater with a signed token
         page.locator("#rater-begin").click()
         page.get_by_text("Trial 1 of").wait_for(timeout=30_000)
         page.wait_for_timeout(1500)

@@ -50,9 +50,9 @@ def main(argv=None) -> int:
                        description="Screening, MOS/DMOS or Bradley–Terry with intervals, power; CSV, Markdown, HTML.")
     r.add_argument("--db", required=True, help="database URL or SQLite file")
     r.add_argument("--out", type=Path, default=Path("study_report"), help="folder for the report files")
-    i = sub.add_parser("import-votes", help="load votes from a CSV", description="Votes from a CSV (platform columns rater, image, condition_a, condition_b, score_a, score_b, "
-                       "preference, or an export); idempotent, keyed by rater and trial; one bad row and nothing is "
-                       "stored.")
+    i = sub.add_parser("import-votes", help="load votes from a CSV", description=(
+        "Votes from a CSV (platform columns rater, image, condition_a, condition_b, score_a, score_b, preference, "
+        "or an export); idempotent, keyed by rater and trial; one bad row and nothing is stored."))
     i.add_argument("file", type=Path, help="CSV file (UTF-8 or UTF-16)")
     i.add_argument("--db", required=True, help="database URL or SQLite file of the built study")
     e = sub.add_parser("export", help="write all votes as CSV", description="Every stored field of every vote.")

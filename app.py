@@ -212,6 +212,11 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
             cam.stream(live_frame, [cam, live_preset, last], [live_out, fps, last], stream_every=0.1,
                        time_limit=120, concurrency_limit=4, api_visibility="private")
 
+        with gr.Tab("Live (WebRTC)"):  # kd/live.py: the camera over a real WebRTC connection
+            from kd.live import tab as live_tab
+
+            live_tab()
+
         with gr.Tab("Rate"):
             if study is None:
                 gr.Markdown("The rating study is off. Start the app with `--study study/example.toml` to rate here.")
@@ -254,7 +259,10 @@ def main(argv=None):
         from study.stimuli import serve_dir
 
         allowed = [str(serve_dir(stimuli_dir(Path(a.study))).resolve())]
-    app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb", allowed_paths=allowed)
+    from kd.live import app_kwargs as live_routes  # the WebRTC endpoint, on the same server
+
+    app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb", allowed_paths=allowed,
+               app_kwargs=live_routes())
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ MIN_KBPS, MAX_KBPS = 30, 50_000
 # WebRTC senders shrink the picture when the bits per pixel get too few; these are the steps they take.
 SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
 MIN_BITS_PER_PIXEL = 0.04
+# When the receiver runs the model: on every frame, or only when the sender had to shrink the picture (its bitrate
+# was low), leaving full-size frames as they came.
+WHEN = ("always", "scaled")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Encoder:
         self.ctx.framerate = Fraction(fps).limit_denominator(1000)
         self.ctx.bit_rate = bits
         self.ctx.gop_size = int(2 * fps)
+        self.ctx.thread_count = 1  # the sender is another machine in a real call: keep it off the receiver's cores
         common = {"maxrate": str(bits), "bufsize": str(bits // 2)}
         if codec == "h264":
             self.ctx.options = {**common, "preset": "veryfast", "tune": "zerolatency", "profile": "baseline"}
@@ -162,9 +166,11 @@ def clip_track(frames: list[np.ndarray], fps: float, schedule: list[Phase], code
 class Sharpener(threading.Thread):
     """Scales decoded frames to the display size and sharpens them, always taking the newest frame (never queueing)."""
 
-    def __init__(self, size: tuple[int, int], model: str, backend: str, realtime: bool = True):
+    def __init__(self, size: tuple[int, int], model: str, backend: str, realtime: bool = True, when: str = "always"):
         super().__init__(daemon=True, name="sharpener")
-        self.size, self.model, self.backend, self.realtime = size, model, backend, realtime
+        if when not in WHEN:
+            raise ValueError(f"when must be one of {WHEN}, got {when!r}")
+        self.size, self.model, self.backend, self.realtime, self.when = size, model, backend, realtime, when
         self.pending: deque = deque()
         self.cond = threading.Condition()
         self.stopping = False
@@ -186,8 +192,11 @@ class Sharpener(threading.Thread):
     def process(self, small: np.ndarray) -> np.ndarray:
         from kd.sharpen import sharpen
 
-        up = cv2.resize(small, self.size, interpolation=cv2.INTER_CUBIC) if small.shape[1::-1] != self.size else small
-        return up if self.model == "none" else sharpen(up, model=self.model, backend=self.backend)
+        scaled = small.shape[1::-1] != self.size
+        up = cv2.resize(small, self.size, interpolation=cv2.INTER_CUBIC) if scaled else small
+        if self.model == "none" or (self.when == "scaled" and not scaled):
+            return up
+        return sharpen(up, model=self.model, backend=self.backend)
 
     def run(self) -> None:
         while True:
@@ -268,7 +277,8 @@ async def _call(frames, fps, schedule, codec, sharpener: Sharpener, timeout: flo
 
 
 def run_call(frames: list[np.ndarray], fps: float = 30.0, schedule: list[Phase] | None = None, codec: str = "h264",
-             model: str = "student", backend: str = "auto", realtime: bool = True, timeout: float = 20.0) -> CallLog:
+             model: str = "student", backend: str = "auto", realtime: bool = True, timeout: float = 20.0,
+             when: str = "always") -> CallLog:
     """Play ``frames`` (display-size RGB) through a loopback WebRTC call and sharpen what arrives. Returns the log."""
     if not frames:
         raise ValueError("no frames to send")
@@ -280,7 +290,7 @@ def run_call(frames: list[np.ndarray], fps: float = 30.0, schedule: list[Phase] 
     size = frames[0].shape[1::-1]
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"display size must be even, got {size[0]}x{size[1]}")
-    sharpener = Sharpener(size, model, backend, realtime)
+    sharpener = Sharpener(size, model, backend, realtime, when)
     sharpener.process(np.zeros((size[1], size[0], 3), np.uint8))  # load/export the model before the call starts
     sharpener.start()
     try:
@@ -437,6 +447,8 @@ def main(argv=None):
     ap.add_argument("--model", default="student", help="kd.sharpen model, or 'none' to only upscale")
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--every-frame", action="store_true", help="sharpen every frame (queue) instead of the newest")
+    ap.add_argument("--when", default="always", choices=WHEN,
+                    help="run the model on every frame, or only on frames the sender shrank (low bitrate)")
     ap.add_argument("--ssim-every", type=int, default=1, help="SSIM on every Nth frame (it is slow at 720p)")
     ap.add_argument("--out", type=Path, default=Path("results/call"), help="prefix for .md, .csv and .png")
     ap.add_argument("--video", type=Path, default=None, help="side-by-side video (default: runs/<out name>.mp4; '' none)")
@@ -447,7 +459,7 @@ def main(argv=None):
             raise ValueError(f"size must be even, got {a.size}")
         schedule = parse_schedule(a.schedule)
         frames, fps = load_frames(a.clip, a.pan, size, sum(p.seconds for p in schedule), a.fps)
-        log = run_call(frames, fps, schedule, a.codec, a.model, a.backend, realtime=not a.every_frame)
+        log = run_call(frames, fps, schedule, a.codec, a.model, a.backend, realtime=not a.every_frame, when=a.when)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")
     if not log.received:
@@ -456,7 +468,8 @@ def main(argv=None):
     table = summary(df, log)
     source = a.clip or f"pan over {a.pan or 'astronaut'}"
     text = (f"Loopback WebRTC call: {source}, {size[0]}×{size[1]} at {fps:g} fps, {a.codec}, model {a.model} "
-            f"({a.backend}), {'every frame' if a.every_frame else 'real time (newest frame)'}.\n"
+            f"({a.backend}, {'on every frame' if a.when == 'always' else 'only on frames the sender shrank'}), "
+            f"{'every frame' if a.every_frame else 'real time (newest frame)'}.\n"
             f"Frames matched by RTP timestamp{'' if log.rtp_origin_ok else ' (WARNING: first frame lost)'}; "
             f"PSNR/SSIM against the sent original over the frames that were sharpened; latency added = decoded → "
             f"sharpened at display size.\n\n{table.to_markdown(index=False, floatfmt='.2f')}\n")

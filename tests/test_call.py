@@ -81,3 +81,17 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
         main(["--schedule", "1500:2,5:2"])
     with pytest.raises(SystemExit, match="size"):
         main(["--size", "fullhd"])
+
+
+def test_receiver_can_leave_full_size_frames_alone(frames, net_path):
+    import cv2
+
+    from kd.call import Sharpener
+
+    gated = Sharpener(SIZE, net_path, "torch", when="scaled")
+    assert np.array_equal(gated.process(frames[0]), frames[0])  # full size: the sender's bitrate was fine
+    small = cv2.resize(frames[0], (96, 54), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, SIZE, interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(gated.process(small), sharpen(up, model=net_path, backend="torch"))
+    with pytest.raises(ValueError, match="when must be"):
+        Sharpener(SIZE, net_path, "torch", when="sometimes")

@@ -60,6 +60,7 @@ class StudyConfig:
     open_enrolment: bool = True
     contrasts: tuple[tuple[str, str], ...] = ()
     training: tuple[SourceImage, ...] = field(default=())
+    training_trials: int = 0
 
     @property
     def reference(self) -> Condition | None:
@@ -82,6 +83,7 @@ SETTINGS = {
     "min_response_ms": (int, 800, lambda v: 0 <= v <= 60_000, "a whole number of milliseconds in [0, 60000]"),
     "assignment_timeout_s": (int, 900, lambda v: 10 <= v <= 86_400, "a whole number of seconds in [10, 86400]"),
     "open_enrolment": (bool, True, None, "true or false"),
+    "training_trials": (int, 2, lambda v: 0 <= v <= 10, "a whole number in [0, 10]"),
     "contrasts": (list, [], None, 'a list of condition-name pairs, e.g. [["student", "teacher"]]'),
 }
 TABLES = {"images": ("name", "path"), "training": ("name", "path"), "conditions": ("name", "kind", "preset", "model")}
@@ -202,6 +204,9 @@ def load_config(path: Path | str) -> StudyConfig:
     if design in ("acr-hr", "dcr") and not any(c.kind == "reference" for c in conditions):
         fail(f"design {design!r} needs a condition with kind = \"reference\"", "design")
 
+    if settings.get("training_trials") and not training:
+        fail("training_trials needs [[training]] photos to practise on", "training_trials")
+    settings["training_trials"] = settings.get("training_trials", 2) if training else 0
     known = {c.name for c in conditions}
     contrasts = []
     for pair in settings.pop("contrasts", []):

@@ -6,7 +6,8 @@ not seen with the fewest votes so far, counting trials handed out but not answer
 (after that an abandoned trial goes back to the pool). When every unit has ``votes_per_pair`` votes the study is
 full: sessions end early with their completion code and new raters are told so (the stopping rule).
 
-Each rater's logged seed shuffles their trial kinds (main, gold, repeat) and the left/right sides; which unit a
+A session opens with ``training_trials`` practice trials on the [[training]] photos (never analysed). Each
+rater's logged seed shuffles their trial kinds (main, gold, repeat) and the left/right sides; which unit a
 main trial shows depends on everyone's votes so far, so a seed does not replay a session. Repeats show an earlier
 main trial again at least ``repeat_gap`` trials later. A trial is stored as assigned before it is shown, so a
 refresh or a second tab shows the same trial, and a vote is stored once per trial however often it is sent.
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 
 from study import db
 from study.config import StudyConfig
-from study.stimuli import GOLD
+from study.stimuli import ANCHOR_BEST, ANCHOR_WORST, GOLD
 
 PREFERENCES = ("a", "b", "none")
 
@@ -99,7 +100,8 @@ class Study:
         self.pairs = self.units  # the pre-design name
         self.n_gold = round(cfg.trials_per_rater * cfg.gold_share) if cfg.reference else 0
         self.n_repeat = round(cfg.trials_per_rater * cfg.repeat_share)
-        self.total = cfg.trials_per_rater + self.n_gold + self.n_repeat
+        self.n_training = cfg.training_trials
+        self.total = cfg.trials_per_rater + self.n_gold + self.n_repeat + self.n_training
         with engine.connect() as conn:
             rows = conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.image, db.stimuli.c.condition)).all()
         self.stimulus = {(r.image, r.condition): r.id for r in rows}
@@ -130,7 +132,7 @@ class Study:
                 pass  # registered concurrently
 
     def _plan(self, seed: int) -> list[str]:
-        """Trial kinds in order: the first is a main trial, and each repeat comes at least repeat_gap + 1 trials
+        """Trial kinds in order: practice first, then a main trial, and each repeat at least repeat_gap + 1 trials
         after it, so it has an earlier main trial far enough back to repeat."""
         rng = np.random.default_rng(seed)
         kinds = ["main"] * self.cfg.trials_per_rater + ["gold"] * self.n_gold
@@ -140,7 +142,7 @@ class Study:
         for _ in range(self.n_repeat):
             lo = min(self.cfg.repeat_gap + 1, len(kinds))
             kinds.insert(int(rng.integers(lo, len(kinds) + 1)), "repeat")
-        return kinds
+        return ["training"] * self.n_training + kinds
 
     def progress(self, rater: str) -> tuple[int, int]:
         with self.engine.connect() as conn:
@@ -180,7 +182,7 @@ class Study:
                 self._complete(conn, rater)
                 return None
             image, a, b, repeat_of = chosen
-            if kind != "repeat" and b is not None and self.cfg.design in ("pc", "ab") and rng.random() < 0.5:
+            if kind not in ("repeat", "training") and b is not None and self.cfg.design in ("pc", "ab") and rng.random() < 0.5:
                 a, b = b, a  # a repeat is already the earlier pair swapped; dcr keeps its reference in place
             row = dict(rater=rater, index=index, kind=kind, image=image, condition_a=a, condition_b=b,
                        repeat_of=repeat_of, shown=db.now())
@@ -217,6 +219,11 @@ class Study:
             if self.cfg.design in ("pc", "ab"):
                 return t.image, t.condition_b, t.condition_a, t.index  # same pair, sides swapped
             return t.image, t.condition_a, t.condition_b, t.index
+        if kind == "training":  # the anchors of a practice photo: the range of quality to expect
+            image = self.cfg.training[index % len(self.cfg.training)].name
+            best, worst = (ANCHOR_BEST, ANCHOR_WORST) if rng.random() < 0.5 else (ANCHOR_WORST, ANCHOR_BEST)
+            return {"pc": (image, best, worst, None), "ab": (image, best, worst, None),
+                    "acr-hr": (image, best, None, None), "dcr": (image, ANCHOR_WORST, ANCHOR_BEST, None)}[self.cfg.design]
         if kind == "gold":
             image = self.cfg.images[int(rng.integers(len(self.cfg.images)))].name
             ref = self.cfg.reference.name

@@ -56,8 +56,10 @@ DISPLAY_JS = """(...args) => { args[args.length - 1] =
   `${window.screen.width}x${window.screen.height}@${window.devicePixelRatio || 1}`; return args; }"""
 
 
-def progress_html(done: int, total: int) -> str:
-    return f"<div>Trial {min(done + 1, total)} of {total}</div><progress value='{done}' max='{total}' style='width:100%'></progress>"
+def progress_html(done: int, total: int, practice: bool = False) -> str:
+    note = " · practice (not counted)" if practice else ""
+    return (f"<div>Trial {min(done + 1, total)} of {total}{note}</div>"
+            f"<progress value='{done}' max='{total}' style='width:100%'></progress>")
 
 
 def stimulus_image(label: str, elem_id: str, visible: bool = True) -> gr.Image:
@@ -137,7 +139,7 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
             code = study.completion_code(rid)
             return finished(f"## Thank you!\nYou rated {done} pictures. Your completion code: **{code}**")
         left, right = (t.stimulus_b, t.stimulus_a) if design == "dcr" else (t.stimulus_a, t.stimulus_b)
-        return (*show(2), t.index, progress_html(done, total), paths[left], paths[right] if right else None,
+        return (*show(2), t.index, progress_html(done, total, t.kind == "training"), paths[left], paths[right] if right else None,
                 None, None, None, None, "")
 
     def on_start(code: str):

@@ -135,17 +135,18 @@ def import_votes(engine: sa.Engine, path: Path | str, conditions: set[str] | Non
     ``conditions`` (and the images) default to those of the study's built stimuli."""
     path = Path(path)
     with engine.connect() as conn:
-        stim = conn.execute(sa.select(db.stimuli.c.image, db.stimuli.c.condition).where(db.stimuli.c.role == "trial")).all()
+        stim = conn.execute(sa.select(db.stimuli.c.image, db.stimuli.c.condition, db.stimuli.c.role)).all()
         design = conn.execute(sa.select(db.meta.c.value).where(db.meta.c.key == "design")).scalar() or "ab"
-    known_conds = set(conditions) if conditions else {s.condition for s in stim}
+    known_conds = set(conditions) if conditions else {s.condition for s in stim if s.role == "trial"}
     known_images = {s.image for s in stim} if not conditions else None
+    practice = {s.condition for s in stim if s.role == "anchor"}  # training trials show the anchors
     if not known_conds:
         raise ImportError_(f"{path}: the database has no study stimuli: run `python -m study build` first "
                            "(or name the conditions)")
     rows = _parse(path, design)
     for r in rows:
         for c in (r["condition_a"], r["condition_b"]):
-            if c is not None and c not in known_conds | {GOLD}:
+            if c is not None and c not in known_conds | {GOLD} | (practice if r["kind"] == "training" else set()):
                 raise ImportError_(f"{path}:{r['_line']}: unknown condition {c!r} (this study has "
                                    f"{', '.join(sorted(known_conds))})")
         if known_images is not None and r["image"] not in known_images:

@@ -20,6 +20,8 @@ from study.stimuli import ANCHOR_BEST, ANCHOR_WORST, GOLD, build
 from study.votes_io import export_votes
 
 TRUTH = {"reference": 4.6, "mild": 3.7, "unsharp": 2.8, "medium": 1.9, GOLD: 1.0}
+LEVEL = {**TRUTH, ANCHOR_BEST: 4.8, ANCHOR_WORST: 1.0}  # what a rater sees, the practice anchors included
+IMAGE_EFFECT = {"astronaut": 0.2, "coffee": -0.2, "rocket": 0.0}  # every rater sees the same image effect
 
 CONFIG = """
 name = "test-study"
@@ -31,6 +33,7 @@ gold_share = {gold}
 repeat_share = {repeat}
 repeat_gap = 3
 min_response_ms = {min_ms}
+training_trials = {training}
 crop = 96
 contrasts = [["mild", "unsharp"], ["mild", "medium"]]
 
@@ -81,10 +84,12 @@ def db_url(request, tmp_path):
     return url
 
 
-def make_study(tmp_path, design="acr-hr", trials=20, gold=0.15, repeat=0.15, votes=10_000, min_ms=0, url=None):
+def make_study(tmp_path, design="acr-hr", trials=20, gold=0.15, repeat=0.15, votes=10_000, min_ms=0, url=None,
+               training=2):
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "study.toml"
-    path.write_text(CONFIG.format(design=design, trials=trials, gold=gold, repeat=repeat, votes=votes, min_ms=min_ms))
+    path.write_text(CONFIG.format(design=design, trials=trials, gold=gold, repeat=repeat, votes=votes, min_ms=min_ms,
+                                  training=training))
     cfg = load_config(path)
     engine = db.connect(url or f"sqlite:///{tmp_path / 'study.db'}")
     build(cfg, engine, tmp_path / "stimuli")
@@ -104,9 +109,9 @@ def _score(x):
 
 
 def honest(design, t, rng, sign=1):
-    bias = 0.3 * np.sin(hash(t.image) % 7)  # every rater sees the same image effect
-    la = TRUTH[t.condition_a] + bias + rng.normal(0, 0.4)
-    lb = TRUTH.get(t.condition_b, 0) + bias + rng.normal(0, 0.4)
+    bias = IMAGE_EFFECT[t.image]
+    la = LEVEL[t.condition_a] + bias + rng.normal(0, 0.4)
+    lb = LEVEL.get(t.condition_b, 0) + bias + rng.normal(0, 0.4)
     if sign < 0:  # inverted: 5 for bad, 1 for good
         la, lb = 6 - la, 6 - lb
     pref = "none" if abs(la - lb) < 0.3 else ("a" if la > lb else "b")
@@ -153,6 +158,7 @@ def test_every_rater_got_the_planned_trials_and_no_condition_name_leaks(acr):
     votes = export_votes(engine)
     assert votes.groupby("rater").size().eq(study.total).all() and votes.rater.nunique() == 15
     assert (votes.kind == "gold").sum() == 15 * study.n_gold and (votes.kind == "repeat").sum() == 15 * study.n_repeat
+    assert (votes.kind == "training").sum() == 15 * 2 and (votes.trial[votes.kind == "training"] < 2).all()
     assert votes.condition_b.isna().all() and votes.preference.isna().all()  # acr-hr: one picture, one score
     assert (votes.screen_w == 1280).all() and (votes.pixel_ratio == 2.0).all()  # display metadata stored
     with engine.connect() as conn:
@@ -167,8 +173,12 @@ def test_anchors_come_from_training_photos_and_never_appear_in_trials(acr):
         stim = pd.read_sql(sa.select(db.stimuli), conn)
     anchors = stim[stim.role == "anchor"]
     assert set(anchors.image) == {"rocket"} and set(anchors.condition) == {ANCHOR_BEST, ANCHOR_WORST}
-    shown = set(study.stimulus[(v.image, v.condition_a)] for v in export_votes(engine).itertuples())
+    votes = export_votes(engine)
+    rated = votes[votes.kind != "training"]
+    shown = set(study.stimulus[(v.image, v.condition_a)] for v in rated.itertuples())
     assert shown and not shown & set(anchors.id)
+    practice = votes[votes.kind == "training"]  # the practice trials show the anchors, on the training photo only
+    assert set(practice.image) == {"rocket"} and set(practice.condition_a) == {ANCHOR_BEST, ANCHOR_WORST}
 
 
 def test_scheduling_fills_least_voted_units_evenly_and_spaces_repeats(acr):
@@ -257,7 +267,7 @@ def test_every_design_runs_and_ab_scores_feed_no_dmos(tmp_path):
         t = build_report(engine)["conditions_screened"].set_index("condition")
         if design == "dcr":
             assert "reference" not in t.index and t.MOS.is_monotonic_decreasing  # rated against the reference
-            assert set(export_votes(engine).condition_b) == {"reference"}
+            assert set(export_votes(engine).query("kind != 'training'").condition_b) == {"reference"}
         else:
             assert "DMOS" not in t and "bt" in t and t.loc["reference", "MOS"] > t.loc["medium", "MOS"]
     write(build_report(engine), tmp_path / "ab" / "r")
@@ -278,7 +288,7 @@ def test_answers_must_fit_the_design_and_come_after_the_minimum_time(tmp_path):
 
 
 def test_abandoned_trials_go_back_to_the_pool_and_the_study_stops_when_full(tmp_path):
-    cfg, engine, study = make_study(tmp_path, "acr-hr", trials=8, gold=0, repeat=0, votes=1)
+    cfg, engine, study = make_study(tmp_path, "acr-hr", trials=8, gold=0, repeat=0, votes=1, training=0)
     study.start("idle")
     idle = study.current("idle")  # handed out, never answered
     study.start("busy")
@@ -338,8 +348,8 @@ def test_concurrent_raters_lose_no_vote(tmp_path, db_url):
         th.join()
     assert not errors
     votes = export_votes(engine)
-    assert len(votes) == 20 * 50 and not votes.duplicated(["rater", "trial"]).any()
-    assert votes.groupby("rater").size().eq(50).all()
+    assert len(votes) == 20 * study.total and not votes.duplicated(["rater", "trial"]).any()
+    assert votes.groupby("rater").size().eq(study.total).all() and study.total == 52
 
 
 def test_tokens_are_signed_and_imported_ids_cannot_be_taken_over(tmp_path, monkeypatch):

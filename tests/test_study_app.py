@@ -223,10 +223,11 @@ def test_scored_designs_run_a_whole_session(tmp_path, design, answer):
     with study_server(config) as url:
         token, seen, out = rate_whole_session(rater_client(url), answer)
     votes = stored_votes(config)
-    assert seen == len(votes) == 6 and set(votes.kind) == {"main", "gold", "repeat"}
+    assert seen == len(votes) == 8 and set(votes.kind) == {"training", "main", "gold", "repeat"}
     assert (votes.score_a == answer[2]).all() and votes.preference.isna().all() and (votes.pixel_ratio == 2).all()
     if design == "dcr":
-        assert set(votes.condition_b) == {"reference"} and "reference" not in set(votes.condition_a)
+        rated = votes[votes.kind != "training"]
+        assert set(rated.condition_b) == {"reference"} and "reference" not in set(rated.condition_a)
     else:
         assert votes.condition_b.isna().all()
 

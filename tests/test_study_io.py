@@ -23,7 +23,7 @@ def rated(tmp_path_factory):
 def test_export_import_round_trip_is_lossless_and_idempotent(rated, tmp_path, db_url):  # noqa: F811
     cfg, engine = rated
     out = export_votes(engine)
-    assert list(out.columns) == list(EXPORT) and set(out.kind) == {"main", "gold", "repeat"}
+    assert list(out.columns) == list(EXPORT) and set(out.kind) == {"training", "main", "gold", "repeat"}
     path = tmp_path / "votes.csv"
     out.to_csv(path, index=False)
     target = db.connect(db_url)
@@ -152,6 +152,7 @@ CONFIG_OK = "[[images]]\nname='a'\npath='skimage:astronaut'\n[[conditions]]\nnam
      r"study.toml:1: design 'dcr' needs a condition with kind = \"reference\""),
     ("contrasts = [['r', 'zzz']]\n" + CONFIG_OK, r"study.toml:1: contrast \['r', 'zzz'\]: needs two different"),
     ("[[training]]\nname='a'\npath='skimage:rocket'\n" + CONFIG_OK, r"study.toml: image names must be unique"),
+    ("training_trials = 2\n" + CONFIG_OK, r"study.toml:1: training_trials needs \[\[training\]\] photos"),
 ])
 def test_bad_study_files_name_file_and_line(tmp_path, text, match):
     (tmp_path / "study.toml").write_text(text)

@@ -4,8 +4,8 @@
 
 Medians over repeated runs after warm-up. Network rows time float NCHW frames (the network alone); the
 ``kd.sharpen`` rows time what users run: a uint8 frame through ``kd.sharpen`` with its default tile and backend
-(the same call that ``kd.video`` and the app's Live tab make). Each row shows the precision the runtime really
-computed in and the peak memory of that row alone (the process high-water mark is reset before each row).
+(the same call that ``kd.video`` and the app's Live tab make). Each row runs in a fresh process and shows the
+precision the runtime really computed in and that process's peak memory above its libraries (model, runtime, frames).
 Writes bench.jsonl and bench.md to ``--out`` (runs/bench by default: committed results are only replaced on
 request, with ``--out results``).
 """
@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing
 import os
-import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from kd.baselines import unsharp_mask
 from kd.models import count_params, gflops
 from kd.registry import load
-from kd.runtime import available_backends, runner
+from kd.runtime import available_backends, cpu_name, runner
 from kd.sharpen import sharpen
 
 SIZES = {540: (540, 960), 720: (720, 1280), 1080: (1080, 1920)}
@@ -48,26 +49,12 @@ def _status_kb(field: str) -> float:
         return next(float(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def measured(fn, x, repeats: int, warmup: int) -> tuple[float, float]:
-    """(median seconds, peak MB above the row's starting memory). Linux: the high-water mark is reset per row."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        before = _status_kb("VmRSS")
-    except OSError:
-        return timeit(fn, x, repeats, warmup), float("nan")
-    sec = timeit(fn, x, repeats, warmup)
-    return sec, (_status_kb("VmHWM") - before) / 1024
-
-
 def machine() -> str:
     """CPU model (as lscpu names it), cores, vector extensions, and library versions: where a table comes from."""
-    name, flags = platform.processor() or platform.machine(), set()
     try:
-        info = Path("/proc/cpuinfo").read_text()
-        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        flags = set(next(line for line in info.splitlines() if line.startswith("flags")).split())
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split())
     except (OSError, StopIteration):
-        pass
+        flags = set()
     isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile") if f in flags]
     versions = f"torch {torch.__version__}"
     try:
@@ -76,7 +63,7 @@ def machine() -> str:
         versions += f", openvino {openvino.__version__.split('-')[0]}"
     except ImportError:
         pass
-    return f"{name}, {os.cpu_count()} CPUs ({' '.join(isa) or 'no AVX2'}), {torch.get_num_threads()} torch threads, {versions}"
+    return f"{cpu_name()}, {os.cpu_count()} CPUs ({' '.join(isa) or 'no AVX2'}), {torch.get_num_threads()} torch threads, {versions}"
 
 
 def channels_last(name: str):
@@ -123,31 +110,46 @@ def cuda_rows(sizes, repeats):
     return rows
 
 
+def row(model: str, backend: str, size: int, repeats: int, warmup: int, threads: int = 0) -> dict:
+    """One table row. Run in a fresh process (``bench`` does), its peak memory is this row's alone: model, runtime,
+    frames and work buffers, above what the process held after importing the libraries."""
+    if threads:
+        torch.set_num_threads(threads)
+    base = _status_kb("VmRSS")
+    h, w = SIZES[size]
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    frame = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
+    net, precision = None, "u8"
+    if backend == "opencv":
+        fn, arg = unsharp_mask, frame
+    elif backend.startswith("kd.sharpen"):
+        asked = backend.split()[1]
+        run = runner(model, asked)  # what users run: a uint8 frame, default tile, through kd.sharpen
+
+        def fn(f):
+            return sharpen(f, model=model, backend=asked)
+
+        arg, net, precision = frame, run.model, run.precision
+        backend = f"kd.sharpen ({asked}{' → ' + run.name if asked == 'auto' else ''})"
+    else:
+        fn = channels_last(model) if backend == "torch channels_last" else runner(model, backend)
+        arg, net, precision = x, load(model), getattr(fn, "precision", "f32")
+    sec = timeit(fn, arg, repeats, warmup)
+    return dict(model=Path(model).stem if net is not None else model, backend=backend, precision=precision,
+                size=f"{w}×{h}", ms=sec * 1000, fps=1 / sec, params=count_params(net) if net is not None else 0,
+                gflop=gflops(net, h, w) if net is not None else 0.0, peak_mb=(_status_kb("VmHWM") - base) / 1024)
+
+
 def bench(sizes=(540, 720, 1080), repeats: int = 10, slow_repeats: int = 2,
-          models=("student", "seed", "teacher")) -> pd.DataFrame:
-    rows = []
-    configs = network_configs(list(models))
+          models=("student", "seed", "teacher"), threads: int = 0) -> pd.DataFrame:
+    """Every row in its own fresh process, one after another (exports are cached on disk, so only the first pays)."""
+    sharpen_rows = ["kd.sharpen auto"] + (["kd.sharpen openvino-int8"] if "openvino-int8" in available_backends() else [])
+    tasks = []
     for s in sizes:
-        h, w = SIZES[s]
-        x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-        frame = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
-        for name, backend in configs:
-            net = load(name)
-            run = channels_last(name) if backend == "torch channels_last" else runner(name, backend)
-            slow = name != models[0]
-            sec, mb = measured(run, x, slow_repeats if slow else repeats, 1 if slow else 2)
-            rows.append(dict(model=name, backend=backend, precision=getattr(run, "precision", "f32"), size=f"{w}×{h}",
-                             ms=sec * 1000, fps=1 / sec, params=count_params(net), gflop=gflops(net, h, w), peak_mb=mb))
-        realtime = models[0]
-        for backend in ("auto", "openvino-int8") if "openvino-int8" in available_backends() else ("auto",):
-            run = runner(realtime, backend)
-            sec, mb = measured(lambda f, b=backend: sharpen(f, model=realtime, backend=b), frame, repeats, 2)
-            label = f"kd.sharpen ({backend} → {run.name})" if backend == "auto" else f"kd.sharpen ({backend})"
-            rows.append(dict(model=realtime, backend=label, precision=run.precision, size=f"{w}×{h}", ms=sec * 1000,
-                             fps=1 / sec, params=count_params(run.model), gflop=gflops(run.model, h, w), peak_mb=mb))
-        sec, mb = measured(unsharp_mask, frame, repeats, 2)
-        rows.append(dict(model="unsharp mask", backend="opencv", precision="u8", size=f"{w}×{h}", ms=sec * 1000,
-                         fps=1 / sec, params=0, gflop=0.0, peak_mb=mb))
+        tasks += [(m, b, s, *((repeats, 2) if m == models[0] else (slow_repeats, 1))) for m, b in network_configs(list(models))]
+        tasks += [(models[0], b, s, repeats, 2) for b in sharpen_rows] + [("unsharp mask", "opencv", s, repeats, 2)]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        rows = [pool.submit(row, *t, threads).result() for t in tasks]
     if torch.cuda.is_available():
         rows += cuda_rows(sizes, repeats)
     return pd.DataFrame(rows)
@@ -164,9 +166,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.jsonl and bench.md")
     a = ap.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    table = bench(a.sizes, a.repeats, a.slow_repeats, a.models)
+    table = bench(a.sizes, a.repeats, a.slow_repeats, a.models, a.threads)
     where = machine()
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "bench.jsonl", "a") as f:

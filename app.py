@@ -53,7 +53,9 @@ def image_input(**kwargs) -> gr.Image:
 
 
 def to_display(arr: np.ndarray) -> np.ndarray:
-    """8-bit for the browser (16-bit images keep full depth in the download)."""
+    """8-bit for the browser (16-bit and float images keep full depth in the download)."""
+    if arr.dtype.kind == "f":
+        return (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
     return (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else arr
 
 

@@ -73,3 +73,19 @@ def test_console_scripts_point_at_real_functions():
     for name, target in scripts.items():
         module, func = target.split(":")
         assert callable(getattr(import_module(module), func)), name
+
+
+def test_image_files_keep_depth_and_big_ones_are_checked_first(tmp_path, photo):
+    from PIL import Image
+
+    deep = photo[:40, :30].astype(np.uint16) * 257
+    write(tmp_path / "deep.png", deep)
+    back, notice = read(tmp_path / "deep.png")
+    assert back.dtype == np.uint16 and np.array_equal(back, deep) and notice == ""
+    big = cv2.resize(photo, (3000, 2000))
+    cv2.imwrite(str(tmp_path / "big.jpg"), big)
+    small, notice = read(tmp_path / "big.jpg", max_pixels=300_000)  # decoded at a reduced scale, then fitted
+    assert small.shape[0] * small.shape[1] <= 300_000 and "downscaled" in notice
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    with pytest.raises(ValueError, match="too large"):
+        read(tmp_path / "bomb.png", max_pixels=300_000, decode_limit=50_000_000)

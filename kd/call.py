@@ -174,7 +174,8 @@ class Sharpener(threading.Thread):
         self.pending: deque = deque()
         self.cond = threading.Condition()
         self.stopping = False
-        self.results: dict[int, tuple[float, np.ndarray]] = {}  # frame -> (seconds after decode, sharpened frame)
+        # frame -> (seconds from decode to sharpened, sharpened frame, seconds in upscale + model alone)
+        self.results: dict[int, tuple[float, np.ndarray, float]] = {}
 
     def offer(self, index: int, decoded_at: float, small: np.ndarray) -> None:
         with self.cond:
@@ -206,8 +207,10 @@ class Sharpener(threading.Thread):
                 if not self.pending:
                     return
                 index, decoded_at, small = self.pending.popleft()
+            t = time.perf_counter()
             out = self.process(small)
-            self.results[index] = (time.perf_counter() - decoded_at, out)
+            done = time.perf_counter()
+            self.results[index] = (done - decoded_at, out, done - t)
 
 
 @dataclass
@@ -224,7 +227,7 @@ class CallLog:
     sent_size: dict = field(default_factory=dict)
     sent_at: dict = field(default_factory=dict)
     received: dict = field(default_factory=dict)  # frame -> (transport seconds, decoded RGB at the sent size)
-    sharpened: dict = field(default_factory=dict)  # frame -> (added seconds, sharpened RGB at display size)
+    sharpened: dict = field(default_factory=dict)  # frame -> (added s, sharpened RGB at display size, model s)
     rtp_origin_ok: bool = True
 
 
@@ -291,7 +294,7 @@ def run_call(frames: list[np.ndarray], fps: float = 30.0, schedule: list[Phase] 
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"display size must be even, got {size[0]}x{size[1]}")
     sharpener = Sharpener(size, model, backend, realtime, when)
-    sharpener.process(np.zeros((size[1], size[0], 3), np.uint8))  # load/export the model before the call starts
+    sharpener.process(np.zeros((size[1] // 2, size[0] // 2, 3), np.uint8))  # load the model before the call starts
     sharpener.start()
     try:
         log = asyncio.run(_call(frames, fps, schedule, codec, sharpener, timeout))
@@ -319,8 +322,8 @@ def per_frame(log: CallLog, frames: list[np.ndarray], ssim_every: int = 1) -> "p
             if i % ssim_every == 0:
                 row["ssim_received"] = ssim(plain, frames[i])
         if i in log.sharpened:
-            added, out = log.sharpened[i]
-            row.update(added_ms=added * 1000, psnr_sharpened=min(psnr(out, frames[i]), 99.0))
+            added, out, work = log.sharpened[i]
+            row.update(added_ms=added * 1000, model_ms=work * 1000, psnr_sharpened=min(psnr(out, frames[i]), 99.0))
             if i % ssim_every == 0:
                 row["ssim_sharpened"] = ssim(out, frames[i])
         rows.append(row)
@@ -351,6 +354,7 @@ def summary(df, log: CallLog) -> "pd.DataFrame":  # noqa: F821
             "ΔSSIM": (both.get("ssim_sharpened", pd.Series(dtype=float))
                       - both.get("ssim_received", pd.Series(dtype=float))).mean(),
             "added ms median": both.added_ms.median(), "added ms p95": both.added_ms.quantile(0.95),
+            "model ms median": both.model_ms.median(),
             "transport ms median": g.transport_ms.median() if "transport_ms" in g else math.nan,
         })
     return pd.DataFrame(rows)

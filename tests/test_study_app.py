@@ -142,7 +142,7 @@ def stored_votes(config: Path) -> pd.DataFrame:
 def app_study(tmp_path_factory):
     """app.py with a pc study whose database lies beside its file (the default), as on a Space."""
     config = write_study(tmp_path_factory.mktemp("space"), "pc", min_ms=400)
-    with running_app("--study", str(config)) as url:
+    with running_app("--study", str(config), timeout=480) as url:  # warm-up is slow on a loaded machine
         yield url, config
 
 

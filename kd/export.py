@@ -80,7 +80,8 @@ def calibration_frames(size: int = 256, multiple: int = 1, presets=("mild", "med
 def export_openvino_int8(model: torch.nn.Module, path: Path | str) -> Path:
     """OpenVINO IR with INT8 weights and activations, by NNCF post-training quantization on real degraded frames.
 
-    The final residual add stays in float: quantizing the output to 8 bits would cost up to half a level everywhere.
+    The global skip's add stays in float (its inputs are not quantized for it): measured on the scikit-image eval
+    photos at ``medium``, that halves the loss against fp32 (−0.046 → −0.028 dB).
     """
     import nncf
     import openvino as ov
@@ -91,12 +92,13 @@ def export_openvino_int8(model: torch.nn.Module, path: Path | str) -> Path:
     frames = calibration_frames(multiple=multiple(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        q = nncf.quantize(ov_model, nncf.Dataset(frames), subset_size=len(frames),
-                          preset=nncf.QuantizationPreset.MIXED)
+        q = nncf.quantize(ov_model, nncf.Dataset(frames), subset_size=len(frames), preset=nncf.QuantizationPreset.MIXED,
+                          ignored_scope=nncf.IgnoredScope(patterns=[r".*aten::add/Add$"], validate=False))
     ov.save_model(q, str(path), compress_to_fp16=False)
     return path
 
 
+VERSION = 2  # part of the cache key of exported files: bump it when an exporter changes what it writes
 EXPORTERS = {"onnx": (export_onnx, ".onnx"), "openvino": (export_openvino, ".xml"),
              "openvino-int8": (export_openvino_int8, "-int8.xml")}
 

@@ -18,6 +18,7 @@ import torch
 
 from kd import registry
 from kd.export import EXPORTERS
+from kd.export import VERSION as EXPORT_VERSION
 from kd.registry import WEIGHTS_DIR, load, weights_digest, weights_path  # noqa: F401 - the public names stay here
 
 BACKENDS = ("torch", "onnx", "openvino", "openvino-int8")
@@ -106,9 +107,10 @@ def available_backends() -> tuple[str, ...]:
 
 
 def exported(name: str | Path, fmt: str) -> Path:
-    """The model exported to ``fmt`` in the cache folder (~/.cache/sharpkd), made once per weights file content."""
+    """The model exported to ``fmt`` in the cache folder (~/.cache/sharpkd), made once per weights file content
+    and exporter version."""
     path = weights_path(name)
-    out = registry.CACHE_DIR / f"{path.stem}-{weights_digest(name)}{EXPORTERS[fmt][1]}"
+    out = registry.CACHE_DIR / f"{path.stem}-{weights_digest(name)}-v{EXPORT_VERSION}{EXPORTERS[fmt][1]}"
     if not out.exists():
         with registry.lock:
             if not out.exists():

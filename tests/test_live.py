@@ -36,7 +36,7 @@ def camera_view(frame):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_app("--study", "") as url:
+    with running_app("--study", "", timeout=300) as url:  # a loaded 2-core machine starts the app slowly
         yield url
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.runtime import BACKENDS
-from kd.temporal import fit, load_photo, pan_clip, parse_size, read_clip
+from kd.temporal import fit, load_photo, pan_clip, parse_size, read_clip, weights_note
 
 RTP_CLOCK = 90_000
 MIN_KBPS, MAX_KBPS = 30, 50_000
@@ -476,7 +476,8 @@ def main(argv=None):
             f"{'every frame' if a.every_frame else 'real time (newest frame)'}.\n"
             f"Frames matched by RTP timestamp{'' if log.rtp_origin_ok else ' (WARNING: first frame lost)'}; "
             f"PSNR/SSIM against the sent original over the frames that were sharpened; latency added = decoded → "
-            f"sharpened at display size.\n\n{table.to_markdown(index=False, floatfmt='.2f')}\n")
+            f"sharpened at display size. Weights: {weights_note([a.model]) or a.model}.\n\n"
+            f"{table.to_markdown(index=False, floatfmt='.2f')}\n")
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".md").write_text(f"# {text}")

@@ -124,6 +124,23 @@ def pan_clip(photo: np.ndarray, size: tuple[int, int] = (320, 180), frames: int 
     return out
 
 
+def weights_note(models: list[str]) -> str:
+    """Which weights made the numbers: '; student weights/student.pt md5 1234abcd (trained on ...)' per shipped model."""
+    import hashlib
+
+    import torch
+
+    notes = []
+    for m in models:
+        path = Path(__file__).resolve().parent.parent / "weights" / f"{m}.pt"
+        if not path.exists():
+            continue
+        meta = torch.load(path, map_location="cpu", weights_only=False).get("meta") or {}
+        trained = f" ({meta['trained_on']})" if isinstance(meta, dict) and meta.get("trained_on") else ""
+        notes.append(f"{m}: weights/{m}.pt md5 {hashlib.md5(path.read_bytes()).hexdigest()[:8]}{trained}")
+    return "; ".join(notes)
+
+
 def _gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
@@ -242,7 +259,8 @@ def main(argv=None):
 
     df = pd.DataFrame(rows)
     mean = df.groupby("method", sort=False)[["PSNR", "SSIM", "warp error", "flicker", "flicker / input"]].mean()
-    title = f"Temporal stability, preset `{a.preset}` ({d.describe()}), {size[0]}×{size[1]}, {a.frames} frames per clip"
+    title = (f"Temporal stability, preset `{a.preset}` ({d.describe()}), {size[0]}×{size[1]}, {a.frames} frames per clip"
+             f"\n\nWeights: {weights_note(a.models) or 'none shipped'}.")
     text = (f"{title}\n\nPer clip:\n\n{df.to_markdown(index=False, floatfmt='.4f')}\n\n"
             f"Mean over {len(sources)} clips:\n\n{mean.to_markdown(floatfmt='.4f')}\n")
     print(text)

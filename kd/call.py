@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -471,9 +472,10 @@ def main(argv=None):
     df = per_frame(log, frames, a.ssim_every)
     table = summary(df, log)
     source = a.clip or f"pan over {a.pan or 'astronaut'}"
+    load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end"
     text = (f"Loopback WebRTC call: {source}, {size[0]}×{size[1]} at {fps:g} fps, {a.codec}, model {a.model} "
             f"({a.backend}, {'on every frame' if a.when == 'always' else 'only on frames the sender shrank'}), "
-            f"{'every frame' if a.every_frame else 'real time (newest frame)'}.\n"
+            f"{'every frame' if a.every_frame else 'real time (newest frame)'}; {load}.\n"
             f"Frames matched by RTP timestamp{'' if log.rtp_origin_ok else ' (WARNING: first frame lost)'}; "
             f"PSNR/SSIM against the sent original over the frames that were sharpened; latency added = decoded → "
             f"sharpened at display size. Weights: {weights_note([a.model]) or a.model}.\n\n"

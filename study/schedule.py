@@ -66,8 +66,8 @@ def units(cfg: StudyConfig) -> list[tuple[str, str, str | None]]:
 
 
 def unit_key(image: str, a: str, b: str | None) -> tuple:
-    """Pairs are unordered (sides are random); single stimuli and dcr's (processed, reference) are not."""
-    return (image, *sorted((a, b))) if b is not None and GOLD not in (a, b) and a != b else (image, a, b)
+    """The same key for a pair shown either way round (sides are random); a single stimulus keys as itself."""
+    return (image, *sorted((a, b))) if b is not None else (image, a, None)
 
 
 def parse_display(text: str | None) -> dict:

@@ -1,14 +1,19 @@
 """Evaluate every method on the eval photos at each degradation preset: PSNR, SSIM, MS-SSIM, size and cost.
 
     python -m kd.evaluate                      # shipped weights, all presets, writes results/eval.{csv,md}
+    python -m kd.evaluate --method mine=runs/student.best.pt --presets medium mild
 
-Rows: the degraded input, OpenCV unsharp mask, the seed project's student (distilled), our student without and
-with distillation (L1 and MSE distances, with and without feature distillation), and the teacher. Metrics are
-computed on full images against the clean photo. weights/student.pt, the shipped one, is a copy of one of these.
+Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous
+session's CPU-trained nets, our student (re-parameterised, distilled; also at INT8 on OpenVINO) and the GPU teacher.
+Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
+against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
+degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -16,98 +21,184 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from kd.data import list_images, read_image, write_image
-from kd.degrade import PRESETS, degrade
+from kd import peer
+from kd.data import list_images, load_images, read_image, write_image
+from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
 from kd.metrics import all_metrics
 from kd.models import count_params, gflops
-from kd.runtime import WEIGHTS_DIR, load
+from kd.registry import WEIGHTS_DIR, load
 from kd.sharpen import sharpen
 
-# method name -> what kd.sharpen takes as model
+# method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend")
 DEFAULT_METHODS = {
     "degraded input": "none",
     "unsharp mask (OpenCV)": "unsharp",
-    "seed student + KD": str(WEIGHTS_DIR / "seed.pt"),
-    "student, no KD (L1)": str(WEIGHTS_DIR / "ablation" / "student_nokd_l1.pt"),
-    "student + KD (L1, features 0.1)": str(WEIGHTS_DIR / "ablation" / "student_kd_l1.pt"),
-    "student, no KD (MSE)": str(WEIGHTS_DIR / "student_nokd.pt"),
-    "student + KD (MSE, features 0.001)": str(WEIGHTS_DIR / "ablation" / "student_kd_mse.pt"),
-    "student + KD (MSE, no features)": str(WEIGHTS_DIR / "student_kd.pt"),
+    "waifu2x photo (peer)": "waifu2x",
+    "seed student + KD (previous)": str(WEIGHTS_DIR / "seed.pt"),
+    "student (previous, CPU teacher)": str(WEIGHTS_DIR / "ablation" / "student_previous.pt"),
+    "student, no KD": str(WEIGHTS_DIR / "student_nokd.pt"),
+    "student + KD": str(WEIGHTS_DIR / "student.pt"),
+    "student + KD, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8",
+    "teacher (previous, CPU)": str(WEIGHTS_DIR / "ablation" / "teacher_previous.pt"),
     "teacher": str(WEIGHTS_DIR / "teacher.pt"),
 }
+# Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores.
+DEFAULT_PRESETS_FOR = {"waifu2x photo (peer)": ("mild", "medium")}
 
 
-def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, degraded, clean) for each eval photo; degraded images are cached as PNG so every run sees the same."""
+def pairs_key(preset: str) -> str:
+    """Cache folder for a preset's degraded pairs: its parameters and the degradation code's version."""
+    d = PRESETS[preset]
+    return f"{preset}-{hashlib.sha1(f'{d}|v{DEGRADE_VERSION}'.encode()).hexdigest()[:10]}"
+
+
+def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(name, small decoded frame, displayed degraded frame, clean) per eval photo, cached as PNG."""
+    paths = list_images(eval_dir) if eval_dir.is_dir() else []
+    if not paths:
+        raise SystemExit(f"no eval images in {eval_dir}: run `python -m kd.data fetch --out data` first")
+    folder = cache / pairs_key(preset)
     pairs = []
-    for p in list_images(eval_dir):
+    for p in paths:
         clean = read_image(p)
-        cached = cache / preset / f"{p.stem}.png"
+        cached = folder / f"{p.stem}.small.png"
         if cached.exists():
-            degraded = read_image(cached)
+            small = read_image(cached)
         else:
-            degraded = degrade(clean, preset)
-            write_image(cached, degraded)
-        pairs.append((p.stem, degraded, clean))
-    if not pairs:
-        raise SystemExit(f"no eval images in {eval_dir}: run `python -m kd.data fetch --out data`")
+            small = transmit(clean, PRESETS[preset])
+            write_image(cached, small)
+        pairs.append((p.stem, small, display(small, clean.shape[:2]), clean))
     return pairs
 
 
-def evaluate(methods: dict[str, str], presets: list[str], eval_dir: Path, cache: Path) -> pd.DataFrame:
-    """One row per (method, image, preset)."""
-    rows = []
+def method_key(spec: str, preset: str, extra: str = "") -> str:
+    """Identifies a method's scores: the weights' bytes (or the classical method's name), backend, preset pairs."""
+    path = Path(spec.split("@")[0])
+    ident = hashlib.sha1(path.read_bytes()).hexdigest() if path.suffix == ".pt" else spec
+    return hashlib.sha1(f"{ident}|{spec.partition('@')[2]}|{pairs_key(preset)}|{extra}".encode()).hexdigest()[:16]
+
+
+def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
+    """A function (small, degraded) -> restored for a method spec, and a note for the cache key."""
+    if spec == "waifu2x":
+        ok, why = peer.available()
+        if not ok:
+            raise SystemExit(why)
+        noise = chosen_noise(preset, val_dir, cache)
+        return (lambda small, degraded: peer.waifu2x(small, degraded.shape[:2], noise)), f"noise={noise}"
+    model, _, backend = spec.partition("@")
+    return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch")), ""
+
+
+def chosen_noise(preset: str, val_dir: Path, cache: Path) -> int:
+    """waifu2x's noise level for a preset, picked on the validation photos (cached)."""
+    store = cache / "waifu2x_noise.json"
+    chosen = json.loads(store.read_text()) if store.exists() else {}
+    key = pairs_key(preset)
+    if key not in chosen:
+        val = load_images(val_dir) if val_dir.is_dir() else []
+        if not val:
+            raise SystemExit(f"choosing waifu2x's noise level needs the validation photos in {val_dir} (kd.data fetch)")
+        chosen[key] = peer.choose_noise(val, preset)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(chosen, indent=1))
+    return chosen[key]
+
+
+def evaluate(methods: dict[str, str], presets: list[str], eval_dir: Path, cache: Path, val_dir: Path,
+             presets_for: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """One row per (method, image, preset); per-method scores are reused from the cache when nothing changed.
+
+    ``presets_for`` limits a method (by name) to some presets.
+    """
+    presets_for = DEFAULT_PRESETS_FOR if presets_for is None else presets_for
+    frames = []
     for preset in presets:
         pairs = eval_pairs(eval_dir, preset, cache)
-        for method, model in methods.items():
-            for name, degraded, clean in tqdm(pairs, desc=f"{preset:>6} {method}", leave=False):
+        for method, spec in methods.items():
+            if preset not in presets_for.get(method, presets):
+                continue
+            run, note = restorer(spec, preset, val_dir, cache)
+            stored = cache / "scores" / f"{method_key(spec, preset, note)}.csv"
+            if stored.exists():
+                frames.append(pd.read_csv(stored).assign(method=method))
+                continue
+            rows = []
+            for name, small, degraded, clean in tqdm(pairs, desc=f"{preset:>6} {method}", leave=False):
                 t = time.perf_counter()
-                restored = sharpen(degraded, model=model, backend="torch")
+                restored = run(small, degraded)
                 rows.append({"preset": preset, "method": method, "image": name,
                              "seconds": time.perf_counter() - t, **all_metrics(restored, clean)})
-    return pd.DataFrame(rows)
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(stored, index=False)
+            frames.append(pd.DataFrame(rows))
+    return pd.concat(frames, ignore_index=True)
 
 
 def summarize(per_image: pd.DataFrame, methods: dict[str, str]) -> pd.DataFrame:
+    """Mean metrics per (preset, method), gains over the degraded input, parameters and GFLOP per 720p frame."""
     table = per_image.groupby(["preset", "method"], sort=False)[["psnr", "ssim", "ms_ssim"]].mean()
-    base = table.xs("degraded input", level="method") if "degraded input" in methods else None
-    if base is not None:
-        table["ΔPSNR"] = table["psnr"] - base["psnr"].reindex(table.index.get_level_values(0)).to_numpy()
-        table["ΔSSIM"] = table["ssim"] - base["ssim"].reindex(table.index.get_level_values(0)).to_numpy()
+    if "degraded input" in methods:
+        base = table.xs("degraded input", level="method")
+        presets = table.index.get_level_values("preset")
+        table["ΔPSNR"] = table["psnr"].to_numpy() - base["psnr"].reindex(presets).to_numpy()
+        table["ΔSSIM"] = table["ssim"].to_numpy() - base["ssim"].reindex(presets).to_numpy()
+        table.loc[np.isinf(table["ΔPSNR"]) | table["ΔPSNR"].isna(), "ΔPSNR"] = np.nan  # clean: the input is exact
     cost = {}
-    for method, model in methods.items():
-        if Path(model).suffix == ".pt":
-            net = load(model)
-            cost[method] = (count_params(net), gflops(net))
-        else:
-            cost[method] = (0, 0.0)
-    methods_col = table.index.get_level_values("method")
-    table["params"] = [cost[m][0] for m in methods_col]
-    table["GFLOP/720p"] = [round(cost[m][1], 2) for m in methods_col]
+    for method, spec in methods.items():
+        path = spec.split("@")[0]
+        cost[method] = (count_params(load(path)), round(gflops(load(path)), 2)) if path.endswith(".pt") else (0, 0.0)
+    names = table.index.get_level_values("method")
+    table["params"] = [cost[m][0] for m in names]
+    table["GFLOP/720p"] = [cost[m][1] for m in names]
     return table.reset_index()
+
+
+def gains_table(table: pd.DataFrame) -> pd.DataFrame:
+    """ΔPSNR per preset side by side, and the PSNR against the input on `clean` (harm shows as a low number)."""
+    wide = table.pivot(index="method", columns="preset", values="ΔPSNR")
+    wide = wide[[p for p in PRESETS if p in wide.columns and p != "clean"]].add_prefix("ΔPSNR ")
+    if "clean" in set(table.preset):
+        wide.insert(0, "clean: PSNR to input", table[table.preset == "clean"].set_index("method")["psnr"])
+    return wide.reindex(list(dict.fromkeys(table.method))).reset_index()
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--eval-dir", type=Path, default=Path("data/eval"))
-    ap.add_argument("--cache", type=Path, default=Path("data/eval_cache"), help="where degraded eval pairs are cached")
+    ap.add_argument("--val-dir", type=Path, default=Path("data/val"), help="held-out photos (waifu2x noise choice)")
+    ap.add_argument("--cache", type=Path, default=Path("data/eval_cache"), help="degraded pairs and scores")
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--presets-for", action="append", metavar="NAME=P1,P2", default=[],
+                    help="run method NAME only at these presets (default: waifu2x at mild and medium, it is slow)")
     ap.add_argument("--method", action="append", metavar="NAME=MODEL",
-                    help="evaluate these instead of the defaults (MODEL: checkpoint path, 'unsharp' or 'none')")
+                    help="evaluate these instead of the defaults (MODEL: checkpoint path[@backend], 'unsharp', "
+                         "'waifu2x' or 'none')")
     ap.add_argument("--out", type=Path, default=Path("results"))
     a = ap.parse_args(argv)
     methods = dict(m.split("=", 1) for m in a.method) if a.method else dict(DEFAULT_METHODS)
-    missing = [m for m in methods.values() if m.endswith(".pt") and not Path(m).exists()]
+    missing = [m for m in methods.values() if m.split("@")[0].endswith(".pt") and not Path(m.split("@")[0]).exists()]
     if missing:
         raise SystemExit(f"missing weights: {', '.join(missing)}")
-    per_image = evaluate(methods, a.presets, a.eval_dir, a.cache)
+    presets_for = dict(DEFAULT_PRESETS_FOR)
+    for item in a.presets_for:
+        name, _, which = item.partition("=")
+        unknown = set(which.split(",")) - set(PRESETS)
+        if name not in methods or unknown:
+            ap.error(f"--presets-for {item}: unknown method or preset(s) {sorted(unknown)}")
+        presets_for[name] = tuple(which.split(","))
+    per_image = evaluate(methods, a.presets, a.eval_dir, a.cache, a.val_dir, presets_for)
     table = summarize(per_image, methods)
+    wide = gains_table(table)
     a.out.mkdir(parents=True, exist_ok=True)
     per_image.to_csv(a.out / "eval_per_image.csv", index=False)
     table.to_csv(a.out / "eval.csv", index=False)
-    (a.out / "eval.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    (a.out / "eval.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n\n"
+                                   + wide.to_markdown(index=False, floatfmt="+.3f") + "\n")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print()
+        print(wide.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
     print(f"\nwrote {a.out}/eval.csv, eval.md, eval_per_image.csv")
 
 

@@ -10,6 +10,8 @@ A model's constructor arguments are its config; checkpoints store ``{"arch": ...
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -185,6 +187,10 @@ def build(config: dict | str) -> nn.Module:
     arch = config.pop("arch")
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHS)}")
+    known = set(inspect.signature(ARCHS[arch]).parameters)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown {arch} config key(s) {unknown}; known: {sorted(known)}")
     return ARCHS[arch](**config)
 
 

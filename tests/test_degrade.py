@@ -1,26 +1,34 @@
 import numpy as np
 import pytest
 
-from kd.degrade import PRESETS, Degradation, degrade, preset, random_degradation, video_codecs_available, with_seed
+from kd.degrade import (PRESETS, Degradation, degrade, encode_intra, preset, random_degradation, rgb_to_yuv420,
+                        video_codecs_available, with_seed, yuv420_to_rgb)
 from kd.metrics import psnr
 
 
 def test_presets_are_the_documented_ones():
+    assert preset("clean") == Degradation(1.0, "none")
     assert preset("mild") == Degradation(1.5, "jpeg", 60)
     assert preset("medium") == Degradation(2.0, "jpeg", 30)
     assert preset("severe") == Degradation(3.0, "jpeg", 15)
+    assert preset("call") == Degradation(2.0, "h264", 32)
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_degrade_keeps_size_and_harms_more_when_harsher(odd_photo, name):
+def test_clean_preset_is_the_identity(odd_photo):
+    out = degrade(odd_photo, "clean")
+    assert out.dtype == np.uint8 and np.array_equal(out, odd_photo)
+
+
+@pytest.mark.parametrize("name", [p for p in PRESETS if p not in ("clean", "call")])
+def test_degrade_keeps_size_and_type(odd_photo, name):
     out = degrade(odd_photo, name)
     assert out.shape == odd_photo.shape and out.dtype == np.uint8
-    assert not np.array_equal(out, odd_photo)
+    assert 18 < psnr(out, odd_photo) < 40
 
 
-def test_severity_ordering(photo):
-    scores = [psnr(degrade(photo, n), photo) for n in ("mild", "medium", "severe")]
-    assert scores[0] > scores[1] > scores[2]
+def test_harsher_presets_harm_more(photo):
+    scores = [psnr(degrade(photo, n), photo) for n in ("clean", "mild", "medium", "severe")]
+    assert scores[0] == np.inf and scores[0] > scores[1] > scores[2] > scores[3] > 18
 
 
 def test_same_seed_same_pair(odd_photo):
@@ -30,15 +38,19 @@ def test_same_seed_same_pair(odd_photo):
     assert len(draws) == 20  # seeds actually vary the degradation
 
 
-def test_random_distribution_respects_ranges():
+def test_random_distribution_covers_clean_light_and_heavy_damage():
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        d = random_degradation(rng)
-        assert 1.5 <= d.scale <= 4.0
-        if d.codec == "jpeg":
-            assert 10 <= d.quality <= 70
-        else:
-            assert d.codec in ("h264", "h265") and 27 <= d.quality <= 40
+    draws = [random_degradation(rng, ("h264", "h265")) for _ in range(2000)]
+    untouched = [d for d in draws if d.codec == "none"]
+    assert all(d.scale == 1 and d.blur == 0 for d in untouched) and 0.07 < len(untouched) / len(draws) < 0.13
+    damaged = [d for d in draws if d.codec != "none"]
+    assert all(1.0 <= d.scale <= 4.0 for d in damaged)
+    assert any(d.scale == 1.0 for d in damaged)  # codec only, at full size
+    jpeg = [d.quality for d in damaged if d.codec == "jpeg"]
+    assert min(jpeg) >= 10 and max(jpeg) <= 95 and max(jpeg) >= 90
+    video = [d for d in damaged if d.codec in ("h264", "h265")]
+    assert {d.codec for d in video} == {"h264", "h265"} and all(20 <= d.quality <= 42 for d in video)
+    assert all(d.codec == "jpeg" for d in (random_degradation(rng, ()) for _ in range(200)) if d.codec != "none")
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])
@@ -48,6 +60,32 @@ def test_video_codec_roundtrip(odd_photo, codec):
     out = degrade(odd_photo, Degradation(2.0, codec, 35))
     assert out.shape == odd_photo.shape
     assert 20 < psnr(out, odd_photo) < 40
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_qp_changes_bitstream_size_and_quality_monotonically(photo, codec):
+    """A QP that the encoder ignored (or that x264's ipratio silently lowered for intra frames) would fail this."""
+    if codec not in video_codecs_available():
+        pytest.skip(f"PyAV cannot encode {codec} here")
+    results = [encode_intra(photo, codec, qp) for qp in (22, 27, 32, 37, 42)]
+    sizes = [n for _, n in results]
+    scores = [psnr(out, photo) for out, _ in results]
+    assert all(a > b for a, b in zip(sizes, sizes[1:])), sizes
+    assert all(a > b for a, b in zip(scores, scores[1:])), scores
+    assert 30 < scores[2] < 34  # QP 32 on this photo: ~32 dB; ~3 QP finer (≈+1.5 dB) if ipratio were left at 1.4
+
+
+def test_yuv420_conversion_is_unbiased(photo):
+    """swscale's rgb24→yuv420p darkened textured photos by ~1.2 levels on average; ours keeps the mean."""
+    yuv = rgb_to_yuv420(photo)
+    assert yuv.shape == (photo.shape[0] * 3 // 2, photo.shape[1])
+    back = yuv420_to_rgb(yuv)
+    assert abs(float(back.mean()) - float(photo.mean())) < 0.1
+    assert np.abs(back.astype(float).mean(axis=(0, 1)) - photo.mean(axis=(0, 1))).max() < 0.25
+    assert psnr(back, photo) > 38  # only 4:2:0 chroma and limited-range rounding are lost
+    if "h264" in video_codecs_available():  # the codec round trip at a fine QP keeps the mean too
+        out, _ = encode_intra(photo, "h264", 10)
+        assert abs(float(out.mean()) - float(photo.mean())) < 0.3
 
 
 def test_bad_inputs_raise_clear_errors(photo):

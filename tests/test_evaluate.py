@@ -1,25 +1,61 @@
+import numpy as np
 import pandas as pd
+import pytest
 from skimage import data
 
+from kd import peer
 from kd.data import write_image
 from kd.evaluate import main as evaluate_main
 
 
-def test_evaluate_writes_tables_with_gains(tmp_path, net_path):
-    photos = tmp_path / "eval"
-    write_image(photos / "coffee.png", data.coffee()[:200, :240])
-    write_image(photos / "chelsea.png", data.chelsea()[:180, :200])
-    evaluate_main(["--eval-dir", str(photos), "--cache", str(tmp_path / "cache"), "--presets", "medium", "severe",
-                   "--method", "degraded input=none", "--method", "unsharp=unsharp", "--method", f"net={net_path}",
-                   "--out", str(tmp_path / "out")])
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    write_image(root / "eval" / "coffee.png", data.coffee()[:200, :240])
+    write_image(root / "eval" / "chelsea.png", data.chelsea()[:180, :200])
+    write_image(root / "val" / "rocket.png", data.rocket()[:160, :200])
+    return root
+
+
+def test_evaluate_writes_tables_with_gains_and_caches(photos, tmp_path, net_path):
+    args = ["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache", str(tmp_path / "cache"),
+            "--presets", "clean", "medium", "severe", "--method", "degraded input=none", "--method", "unsharp=unsharp",
+            "--method", f"net={net_path}", "--out", str(tmp_path / "out")]
+    evaluate_main(args)
     table = pd.read_csv(tmp_path / "out" / "eval.csv")
-    assert len(table) == 6 and set(table.preset) == {"medium", "severe"}
+    assert len(table) == 9 and set(table.preset) == {"clean", "medium", "severe"}
     base = table[table.method == "degraded input"].set_index("preset")
-    assert (base["ΔPSNR"] == 0).all()
-    assert (base.psnr["medium"] > base.psnr["severe"])
-    net = table[table.method == "net"].iloc[0]
-    assert net.params > 40_000 and 4 < net["GFLOP/720p"] < 6
+    assert (base["ΔPSNR"].drop("clean") == 0).all() and np.isinf(base.psnr["clean"])
+    assert base.psnr["medium"] > base.psnr["severe"]
+    net = table[table.method == "net"].set_index("preset")
+    assert net.params.iloc[0] > 40_000 and 4 < net["GFLOP/720p"].iloc[0] < 6
+    assert np.isfinite(net.psnr["clean"])  # a random net changes a clean frame: harm is measured, not hidden
     per_image = pd.read_csv(tmp_path / "out" / "eval_per_image.csv")
-    assert len(per_image) == 2 * 3 * 2
-    assert (tmp_path / "cache" / "medium" / "coffee.png").exists()  # degraded pairs are cached
-    assert "| preset" in (tmp_path / "out" / "eval.md").read_text()
+    assert len(per_image) == 3 * 3 * 2
+    md = (tmp_path / "out" / "eval.md").read_text()
+    assert "| preset" in md and "clean: PSNR to input" in md
+    # a second run reuses the cached pairs and scores: identical numbers, no recomputation
+    cached = sorted((tmp_path / "cache" / "scores").glob("*.csv"))
+    assert len(cached) == 9
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    evaluate_main(args)
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "eval.csv"), table)
+
+
+def test_evaluate_without_data_says_what_to_do(tmp_path):
+    with pytest.raises(SystemExit, match="kd.data fetch"):
+        evaluate_main(["--eval-dir", str(tmp_path / "nothing"), "--method", "x=none", "--out", str(tmp_path)])
+
+
+def test_waifu2x_peer_row(photos, tmp_path):
+    ok, why = peer.available()
+    if not ok:
+        pytest.skip(why)
+    evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"),
+                   "--cache", str(tmp_path / "cache"), "--presets", "medium", "mild", "--presets-for", "waifu2x=medium",
+                   "--method", "degraded input=none", "--method", "waifu2x=waifu2x", "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out" / "eval.csv")
+    assert set(table[table.method == "waifu2x"].preset) == {"medium"}  # limited to the presets asked for
+    assert table.set_index(["method", "preset"]).loc[("waifu2x", "medium"), "ΔPSNR"] > 0.2  # the peer really restores a ÷2, q=30 frame
+    assert (tmp_path / "cache" / "waifu2x_noise.json").exists()

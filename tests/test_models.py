@@ -38,7 +38,7 @@ def test_config_round_trip_through_checkpoint(tmp_path):
     checkpoint.save(tmp_path / "s.pt", net, step=3)
     back = checkpoint.load_model(tmp_path / "s.pt")
     assert config_of(back) == config_of(net) == {"arch": "student", "width": 16, "convs": 2, "unshuffle": 4,
-                                                 "tail_kernel": 1}
+                                                 "tail_kernel": 1, "rep": False}
     x = torch.rand(1, 3, 40, 24)
     with torch.no_grad():
         assert torch.equal(back(x), net.eval()(x))
@@ -49,8 +49,30 @@ def test_bad_configs_and_checkpoints_fail_clearly(tmp_path):
         build("giant")
     with pytest.raises(ValueError, match="unknown architecture"):
         build({"arch": "transformer"})
+    with pytest.raises(ValueError, match="'widht'"):
+        build({"arch": "student", "widht": 24})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         checkpoint.load_model(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         checkpoint.load_model(tmp_path / "missing.pt")
+
+
+def test_folded_rep_student_equals_the_trained_one(tmp_path):
+    """RepVGG branches fold into plain 3×3 convs: same outputs, the plain student's size, and a checkpoint of the
+    re-parameterised net loads folded."""
+    torch.manual_seed(0)
+    net = build("student-rep").eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    plain = net.fold()
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        assert (net(x) - plain(x)).abs().max() < 1e-4
+        assert (net(x) - x).abs().max() > 0.05  # the branches really contribute
+    assert config_of(plain)["rep"] is False and count_params(plain) == count_params(build("student"))
+    checkpoint.save(tmp_path / "rep.pt", net)
+    loaded = checkpoint.load_model(tmp_path / "rep.pt")
+    assert config_of(loaded)["rep"] is False
+    with torch.no_grad():
+        assert (loaded(x) - net(x)).abs().max() < 1e-4

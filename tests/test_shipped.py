@@ -1,4 +1,5 @@
-"""The weights shipped in weights/ load offline and actually restore a degraded photo (one not used in training)."""
+"""The weights shipped in weights/ load offline and actually restore degraded photos (never used in training),
+without harming clean ones. Crops keep the teacher (2.3 TFLOP per 720p frame) affordable on a 2-core CI machine."""
 import numpy as np
 import pytest
 
@@ -6,43 +7,64 @@ import kd
 from kd.metrics import psnr, ssim
 from kd.models import count_params, gflops
 
-def photos():
-    """Photos bundled with scikit-image (never trained on): the five of the eval set."""
+
+def crops():
+    """Centre crops of the photos bundled with scikit-image (the eval set's five)."""
     from skimage import data
 
-    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.stereo_motorcycle()[0]]
+    out = []
+    for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.stereo_motorcycle()[0]):
+        h, w = img.shape[:2]
+        out.append(np.ascontiguousarray(img[(h - 192) // 2:(h + 192) // 2, (w - 256) // 2:(w + 256) // 2]))
+    return out
 
 
 @pytest.fixture(scope="module")
 def gains():
-    """Mean PSNR/SSIM change over the degraded input, per method, on scikit-image's photos at the medium preset."""
-    out = {m: {"psnr": [], "ssim": []} for m in ("student", "teacher", "unsharp")}
-    for clean in photos():
-        degraded = kd.degrade(clean, "medium")
-        for m in out:
-            restored = kd.sharpen(degraded, model=m)
-            out[m]["psnr"].append(psnr(restored, clean) - psnr(degraded, clean))
-            out[m]["ssim"].append(ssim(restored, clean) - ssim(degraded, clean))
-    return {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in out.items()}
+    """Mean PSNR/SSIM change over the degraded input per method and preset; on `clean`, PSNR against the input."""
+    out = {}
+    for preset in ("clean", "mild", "medium"):
+        for m in ("student", "teacher", "unsharp"):
+            d_psnr, d_ssim = [], []
+            for clean in crops():
+                degraded = kd.degrade(clean, preset)
+                restored = kd.sharpen(degraded, model=m, backend="torch")
+                if preset == "clean":
+                    d_psnr.append(psnr(restored, clean))
+                else:
+                    d_psnr.append(psnr(restored, clean) - psnr(degraded, clean))
+                    d_ssim.append(ssim(restored, clean) - ssim(degraded, clean))
+            out[preset, m] = (float(np.mean(d_psnr)), float(np.mean(d_ssim)) if d_ssim else None)
+    return out
 
 
-@pytest.mark.parametrize("name", ["student", "teacher", "seed", "student_kd", "student_nokd"])
+@pytest.mark.parametrize("name", ["student", "teacher", "seed"])
 def test_shipped_weights_load_with_their_own_config(name):
-    from kd.runtime import WEIGHTS_DIR
+    net = kd.load(name)
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    import torch
 
-    net = kd.load(name if name in ("student", "teacher", "seed") else str(WEIGHTS_DIR / f"{name}.pt"))
-    assert count_params(net) > 0
+    with torch.no_grad():
+        y = net(torch.from_numpy(x))
+    assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
 
 
-def test_student_within_real_time_budget():
+def test_shipped_student_is_folded_and_within_real_time_budget():
     net = kd.load("student")
+    assert net.config.get("rep") is False  # the RepVGG branches were folded for shipping
     assert count_params(net) <= 60_000 and gflops(net) <= 6.0
 
 
-def test_shipped_models_improve_degraded_photos(gains):
-    assert gains["student"]["psnr"] > 0
-    assert gains["teacher"]["psnr"] > 0.2 and gains["teacher"]["ssim"] > 0.005
+def test_shipped_models_restore_medium_damage(gains):
+    assert gains["medium", "student"][0] > 0.3
+    assert gains["medium", "teacher"][0] > 0.6 and gains["medium", "teacher"][1] > 0.01
 
 
-def test_teacher_beats_student_and_student_beats_unsharp(gains):
-    assert gains["teacher"]["psnr"] > gains["student"]["psnr"] > gains["unsharp"]["psnr"]
+def test_teacher_beats_student_beats_unsharp(gains):
+    assert gains["medium", "teacher"][0] > gains["medium", "student"][0] > gains["medium", "unsharp"][0]
+
+
+def test_shipped_models_do_no_harm(gains):
+    """On undegraded frames the output stays within 2 levels RMS of the input (≥ 42 dB); light damage is not made worse."""
+    assert gains["clean", "student"][0] >= 42 and gains["clean", "teacher"][0] >= 42
+    assert gains["mild", "student"][0] >= 0 and gains["mild", "teacher"][0] > 0

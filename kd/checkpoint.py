@@ -48,8 +48,15 @@ def load_model(path: Path | str) -> nn.Module:
     return (model.fold() if hasattr(model, "fold") else model).eval()
 
 
-def export_weights(ckpt_path: Path | str, out: Path | str, dtype: torch.dtype | None = None, **meta) -> None:
-    """Strip a training checkpoint down to what inference needs for shipping: config, EMA weights (folded), metadata."""
+def export_weights(ckpt_path: Path | str, out: Path | str, dtype: torch.dtype | None = None,
+                   coring: float | None = None, **meta) -> None:
+    """Strip a training checkpoint down to what inference needs for shipping: config, EMA weights (folded), metadata.
+
+    ``coring`` sets the shipped net's soft threshold on its correction (levels; see ``kd.models.core``).
+    """
     ckpt = load_state(ckpt_path)
-    save(out, load_model(ckpt_path), dtype=dtype,
+    model = load_model(ckpt_path)
+    if coring is not None:
+        model.config["coring"] = float(coring)
+    save(out, model, dtype=dtype,
          meta={"step": ckpt.get("step"), "args": ckpt.get("args"), **(ckpt.get("meta") or {}), **meta})

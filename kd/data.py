@@ -20,10 +20,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import os
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 import cv2
 import numpy as np
 import torch

@@ -6,6 +6,9 @@ python -m pip install -q torch==2.13.0 -r requirements-dev.txt
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then  # the browser tests drive Debian's Chromium
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
 fi
+if [ "${CI:-}" = "true" ] && ! ldconfig -p | grep -q libvulkan.so.1; then  # the waifu2x peer (ncnn) needs these
+  (apt-get update -qq && apt-get install -y -qq libvulkan1 libomp5 >/dev/null) || echo "warning: could not install libvulkan1/libomp5"
+fi
 if [ "${CI:-}" = "true" ] && [ -z "${SHARPKD_TEST_POSTGRES:-}" ]; then  # the study's storage tests also run on PostgreSQL
   SHARPKD_TEST_POSTGRES=$(bash tests/postgres.sh) && export SHARPKD_TEST_POSTGRES
   echo "PostgreSQL for tests: ${SHARPKD_TEST_POSTGRES:-none (those tests skip)}"

@@ -38,7 +38,7 @@ def test_config_round_trip_through_checkpoint(tmp_path):
     checkpoint.save(tmp_path / "s.pt", net, step=3)
     back = checkpoint.load_model(tmp_path / "s.pt")
     assert config_of(back) == config_of(net) == {"arch": "student", "width": 16, "convs": 2, "unshuffle": 4,
-                                                 "tail_kernel": 1, "rep": False}
+                                                 "tail_kernel": 1, "rep": False, "coring": 0.0}
     x = torch.rand(1, 3, 40, 24)
     with torch.no_grad():
         assert torch.equal(back(x), net.eval()(x))
@@ -76,3 +76,20 @@ def test_folded_rep_student_equals_the_trained_one(tmp_path):
     assert config_of(loaded)["rep"] is False
     with torch.no_grad():
         assert (loaded(x) - net(x)).abs().max() < 1e-4
+
+
+def test_coring_drops_small_corrections_and_shrinks_large_ones():
+    from kd.models import core
+
+    r = torch.tensor([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]) / 255
+    assert torch.allclose(core(r, 1.0) * 255, torch.tensor([-2.0, 0, 0, 0, 0, 0, 2.0]), atol=1e-5)
+    assert torch.equal(core(r, 0.0), r)
+    net = build("student").eval()
+    torch.nn.init.normal_(net.tail.weight, std=0.02)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        plain = net(x) - x
+        net.config["coring"] = 1.0
+        cored = net(x) - x
+    assert (cored.abs() <= (plain.abs() - 1 / 255).clamp(min=0) + 1e-6).all()
+    assert (cored == 0).float().mean() > (plain == 0).float().mean()

@@ -56,8 +56,8 @@ def test_shipped_student_is_folded_and_within_real_time_budget():
 
 
 def test_shipped_models_restore_medium_damage(gains):
-    assert gains["medium", "student"][0] > 0.3
-    assert gains["medium", "teacher"][0] > 0.6 and gains["medium", "teacher"][1] > 0.01
+    assert gains["medium", "student"][0] > 0.2
+    assert gains["medium", "teacher"][0] > 0.4 and gains["medium", "teacher"][1] > 0.01
 
 
 def test_teacher_beats_student_beats_unsharp(gains):

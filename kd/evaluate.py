@@ -36,7 +36,6 @@ DEFAULT_METHODS = {
     "waifu2x photo (peer)": "waifu2x",
     "seed student + KD (previous)": str(WEIGHTS_DIR / "seed.pt"),
     "student (previous, CPU teacher)": str(WEIGHTS_DIR / "ablation" / "student_previous.pt"),
-    "student, no KD": str(WEIGHTS_DIR / "student_nokd.pt"),
     "student + KD": str(WEIGHTS_DIR / "student.pt"),
     "student + KD, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8",
     "teacher (previous, CPU)": str(WEIGHTS_DIR / "ablation" / "teacher_previous.pt"),

@@ -153,6 +153,11 @@ def _seconds(run: Runner, repeats: int = 5) -> float:
     return best
 
 
+# Above this size ``auto`` runs torch without timing: for the 4.9 M-parameter teacher OpenVINO was 12.4 s vs torch
+# 13.8 s per 512² frame here, while exporting and timing all runtimes held up the app's start for minutes.
+BIG_MODEL_PARAMS = 1_000_000
+
+
 def fastest_backend(name: str = "student") -> str:
     """The quickest lossless backend for this model on this machine, timed once on a 640×360 frame and
     remembered in the cache folder (keyed by weights, CPU and thread count)."""
@@ -162,6 +167,8 @@ def fastest_backend(name: str = "student") -> str:
         known = json.loads(memo.read_text())
     except (OSError, ValueError):
         known = {}
+    if sum(p.numel() for p in load(name).parameters()) > BIG_MODEL_PARAMS:
+        return "torch"  # the offline teacher: exporting and timing it would cost minutes, for little gain (measured)
     if known.get(key) in available_backends():
         return known[key]
     times = {b: _seconds(runner(name, b)) for b in AUTO_CANDIDATES if b in available_backends()}

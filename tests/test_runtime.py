@@ -53,3 +53,14 @@ def test_auto_backend_is_measured_once_and_remembered(odd_photo, net_path, tmp_p
 def test_unknown_backend(odd_photo, net_path):
     with pytest.raises(ValueError, match="unknown backend"):
         kd.sharpen(odd_photo, model=net_path, backend="tensorrt")
+
+
+def test_auto_runs_the_big_teacher_on_torch_without_exporting_or_timing(monkeypatch):
+    """Timing three runtimes on the 4.9 M-parameter teacher held up the app's start for minutes (its tests timed out)."""
+    from kd import runtime
+
+    def no_timing(run, repeats=5):
+        raise AssertionError("the teacher must not be exported and timed")
+
+    monkeypatch.setattr(runtime, "_seconds", no_timing)
+    assert runtime.fastest_backend("teacher") == "torch"

@@ -154,9 +154,13 @@ def summarize(per_image: pd.DataFrame, methods: dict[str, str]) -> pd.DataFrame:
 
 
 def gains_table(table: pd.DataFrame) -> pd.DataFrame:
-    """ΔPSNR per preset side by side, and the PSNR against the input on `clean` (harm shows as a low number)."""
-    wide = table.pivot(index="method", columns="preset", values="ΔPSNR")
-    wide = wide[[p for p in PRESETS if p in wide.columns and p != "clean"]].add_prefix("ΔPSNR ")
+    """ΔPSNR per preset side by side, and the PSNR against the input on `clean` (harm shows as a low number).
+
+    Without the degraded input among the methods there are no gains: the PSNR per preset is shown instead.
+    """
+    value = "ΔPSNR" if "ΔPSNR" in table else "psnr"
+    wide = table.pivot(index="method", columns="preset", values=value)
+    wide = wide[[p for p in PRESETS if p in wide.columns and p != "clean"]].add_prefix(f"{value} ")
     if "clean" in set(table.preset):
         wide.insert(0, "clean: PSNR to input", table[table.preset == "clean"].set_index("method")["psnr"])
     return wide.reindex(list(dict.fromkeys(table.method))).reset_index()

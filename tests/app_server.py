@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(*args: str, timeout: float = 120, env: dict | None = None):
+def running_app(*args: str, timeout: float = 300, env: dict | None = None):
     """Yields the app's URL. ``env``: extra environment variables for the server (e.g. its temp folders)."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),

@@ -20,25 +20,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(*args: str, timeout: float = 300, env: dict | None = None):
-    """Yields the app's URL. ``env``: extra environment variables for the server (e.g. its temp folders)."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-           **(env or {})}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
+def serving(cmd: list[str], url: str, timeout: float, env: dict | None = None):
+    """Run a server command, wait until ``url`` answers, yield, then stop it (one copy of this loop for all tests)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited early:\n{proc.stdout.read()}")
+                raise RuntimeError(f"{' '.join(cmd[1:3])} exited early:\n{proc.stdout.read()}")
             try:
                 urllib.request.urlopen(url, timeout=2)
                 break
             except OSError:
                 if time.time() > deadline:
-                    raise TimeoutError(f"app.py did not answer on {url} within {timeout}s")
+                    raise TimeoutError(f"{' '.join(cmd[1:3])} did not answer on {url} within {timeout}s")
                 time.sleep(0.5)
         yield url
     finally:
@@ -47,3 +42,14 @@ def running_app(*args: str, timeout: float = 300, env: dict | None = None):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def running_app(*args: str, timeout: float = 300, env: dict | None = None):
+    """Yields the app's URL. ``env``: extra environment variables for the server (e.g. its temp folders)."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+           **(env or {})}
+    with serving([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args], f"http://127.0.0.1:{port}/",
+                 timeout, env) as url:
+        yield url

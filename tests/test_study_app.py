@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from gradio_client import Client
 
-from app_server import ROOT, free_port, running_app
+from app_server import ROOT, free_port, running_app, serving
 from kd.data import read_image
 from study import access, db
 
@@ -71,28 +71,9 @@ def study_server(config: Path, timeout: float = 120):
     subprocess.run([sys.executable, "-m", "study", "build", str(config)], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "study", "serve", str(config), "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"study serve exited early:\n{proc.stdout.read()}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise TimeoutError(f"study serve did not answer on {url} within {timeout}s")
-                time.sleep(0.5)
+    with serving([sys.executable, "-m", "study", "serve", str(config), "--port", str(port)],
+                 f"http://127.0.0.1:{port}/", timeout, env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def rater_client(url: str) -> Client:

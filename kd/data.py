@@ -113,10 +113,14 @@ def read_edj_jpeg(path: Path) -> bytes:
 def read_image(path: Path | str) -> np.ndarray:
     """Read any photo (including .edj) as HxWx3 uint8 RGB."""
     path = Path(path)
-    buf = read_edj_jpeg(path) if path.suffix == ".edj" else path.read_bytes()
+    return decode_image(read_edj_jpeg(path) if path.suffix == ".edj" else path.read_bytes(), str(path))
+
+
+def decode_image(buf: bytes | np.ndarray, name: str = "image") -> np.ndarray:
+    """Encoded bytes (JPEG, PNG, ...) -> HxWx3 uint8 RGB; ValueError naming ``name`` if they are not an image."""
     img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise ValueError(f"{name}: not a readable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -298,10 +302,6 @@ def _unblob(data: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
-def _decode(buf: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, codec_share: float = 0.35,
          quality: int = 97, seed: int = 0) -> Path:
     """Cut random size×size crops of the training photos into one compressed .npz shard of at most ``max_mb``.
@@ -336,7 +336,7 @@ def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, co
             d = random_degradation(rng, codecs, clean_share=0)
             while d.codec not in codecs:
                 d = random_degradation(rng, codecs, clean_share=0)
-            small = transmit(_decode(buf), d)
+            small = transmit(decode_image(buf), d)
             png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))[1].tobytes()
             smalls.append(png)
             index.append(len(jpegs) - 1)
@@ -363,13 +363,13 @@ def load_training(path: Path | str, val_path: Path | str | None = None, min_side
         if not path.exists():
             raise SystemExit(f"no shard at {path}: make one with `python -m kd.data pack`")
         z = np.load(path)
-        images = [_decode(b) for b in tqdm(_unblob(z["train_jpeg"], z["train_offsets"]), desc="decoding", leave=False)]
-        pairs = [(int(i), _decode(b)) for i, b in zip(z["codec_index"], _unblob(z["codec_png"], z["codec_offsets"]))]
+        images = [decode_image(b) for b in tqdm(_unblob(z["train_jpeg"], z["train_offsets"]), desc="decoding", leave=False)]
+        pairs = [(int(i), decode_image(b)) for i, b in zip(z["codec_index"], _unblob(z["codec_png"], z["codec_offsets"]))]
         val = {k[4:]: tuple(z[k]) for k in z.files if k.startswith("val_")}
         return TrainingSet(images, np.full(len(images), 1 / len(images)), pairs, val)
     if not path.is_dir() or not list_images(path):
         raise SystemExit(f"no training images at {path}: run `python -m kd.data fetch --out data` (or pack a shard)")
-    paths = [p for p in list_images(path)]
+    paths = list_images(path)
     images = [read_image(p) for p in tqdm(paths, desc=f"loading {path}", leave=False)]
     keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= min_side]
     images, names = [images[i] for i in keep], [paths[i].stem for i in keep]

@@ -171,7 +171,10 @@ def main(argv=None):
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
 
     # --- models ---------------------------------------------------------------------------------
-    model = build(a.model_config or a.model)
+    try:
+        model = build(a.model_config or a.model)
+    except ValueError as e:  # an unknown architecture or config key: say which, no traceback
+        raise SystemExit(f"--model-config: {e}") from None
     student = is_student(config_of(model))
     if a.teacher and not student:
         raise SystemExit("--teacher is for distilling students; this architecture is a teacher")

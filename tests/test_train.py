@@ -143,6 +143,8 @@ def test_score_penalises_harm_on_clean_frames():
 
 
 def test_train_cli_rejects_contradictions(tmp_path):
+    with pytest.raises(SystemExit, match="'widht'"):
+        train_main(["--model-config", '{"arch": "student", "widht": 8}', "--out", str(tmp_path / "x.pt")])
     with pytest.raises(SystemExit):
         train_main(["--model", "student", "--teacher", "t.pt", "--no-kd", "--out", str(tmp_path / "x.pt")])
 

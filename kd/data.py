@@ -249,6 +249,19 @@ def paired_random_crop(degraded: np.ndarray, clean: np.ndarray, size: int, rng: 
     return degraded[y: y + size, x: x + size], clean[y: y + size, x: x + size]
 
 
+def zoomed_crop(img: np.ndarray, size: int, zoom: float, rng: np.random.Generator) -> np.ndarray:
+    """A random size×size view of ``img`` zoomed out by a log-uniform factor in [1, zoom] (area resampling).
+
+    The training photos are 2048-px wallpapers: at their own resolution a 128² crop is smoother than a 720p or
+    360p call frame of the same scene. A call frame shows the scene 1.6× (720p) to 3.2× (360p) smaller, so
+    zooming out by up to 3 trains on the detail density that calls show (capped by the photo's short side).
+    """
+    s = float(np.exp(rng.uniform(0.0, np.log(zoom)))) if zoom > 1 else 1.0
+    window = max(size, min(round(size * s), *img.shape[:2]))
+    crop = paired_random_crop(img, img, window, rng)[1]
+    return crop if window == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """One of the 8 flips/rotations, the same for every image in the list."""
     hflip, vflip, rot = rng.random() < 0.5, rng.random() < 0.5, rng.random() < 0.5
@@ -270,17 +283,18 @@ class TrainingSet:
     val: dict[str, tuple[np.ndarray, np.ndarray]]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8
 
 
-def validation_pairs(images: list[np.ndarray], presets=tuple(PRESETS), n: int = 24, size: int = 128,
-                     seed: int = 10_000) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def validation_pairs(images: list[np.ndarray], presets=tuple(PRESETS), n: int = 32, size: int = 128,
+                     seed: int = 10_000, zoom: float = 3.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Fixed crops of the held-out photos at every preset (the same crops for each), to watch training honestly.
 
-    Presets whose codec cannot run here (no PyAV) are left out with a notice.
+    Crops are zoomed out like the training patches (``zoomed_crop``), so validation sees call-frame detail density
+    rather than smooth wallpaper. Presets whose codec cannot run here (no PyAV) are left out with a notice.
     """
     rng = np.random.default_rng(seed)
     images = [im for im in images if min(im.shape[:2]) >= size]
     if not images:
         raise ValueError(f"no validation photo is at least {size}px on its short side")
-    clean = np.stack([paired_random_crop(im, im, size, rng)[1] for im in (images[i % len(images)] for i in range(n))])
+    clean = np.stack([zoomed_crop(im, size, zoom, rng) for im in (images[i % len(images)] for i in range(n))])
     codecs = video_codecs_available()
     out = {}
     for name in presets:
@@ -303,11 +317,11 @@ def _unblob(data: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
 
 
 def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, codec_share: float = 0.35,
-         quality: int = 97, seed: int = 0) -> Path:
+         quality: int = 97, seed: int = 0, zoom: float = 3.0) -> Path:
     """Cut random size×size crops of the training photos into one compressed .npz shard of at most ``max_mb``.
 
     Crops are stored as 4:4:4 JPEG at ``quality`` (≈44 dB: far below any damage we train on), drawn with the
-    same weights as ``PatchDataset`` (faces more often). For ``codec_share`` of them an H.264/H.265 degradation is
+    same weights as ``PatchDataset`` (faces more often) and zoomed out by up to ``zoom`` (``zoomed_crop``). For ``codec_share`` of them an H.264/H.265 degradation is
     made here and stored as the decoded small frame (lossless PNG), so the machine that trains needs no PyAV.
     The validation pairs of every preset are stored too.
     """
@@ -326,7 +340,7 @@ def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, co
         img = photos[rng.choice(len(photos), p=weights)]
         if min(img.shape[:2]) < size:
             continue
-        crop = paired_random_crop(img, img, size, rng)[1]
+        crop = zoomed_crop(img, size, zoom, rng)
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, quality,
                                 cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
@@ -385,21 +399,22 @@ def load_training(path: Path | str, val_path: Path | str | None = None, min_side
 class PatchDataset(torch.utils.data.IterableDataset):
     """Endless random (degraded, clean) patches: random photo, random crop, flips/rotations, random degradation.
 
-    Patches are cut from photos at their own resolution, never resized to a square. With pre-made codec pairs (a
+    Patches are cut from photos zoomed out by up to ``zoom`` (``zoomed_crop``; 1 = their own resolution), never
+    resized to a square. With pre-made codec pairs (a
     packed shard), those stand in for the video-codec share of the distribution. Each worker and rank draws from its
     own seeded generator, so a run is reproducible for a given seed and world size.
     """
 
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
                  degradation: Degradation | None = None, weights: np.ndarray | None = None,
-                 codec_pairs: list[tuple[int, np.ndarray]] = (), codec_share: float = 0.3):
+                 codec_pairs: list[tuple[int, np.ndarray]] = (), codec_share: float = 0.3, zoom: float = 1.0):
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
         if not keep:
             raise ValueError(f"no training image is at least {patch}px on its short side")
         remap = {old: new for new, old in enumerate(keep)}
         self.images = [images[i] for i in keep]
         self.codec_pairs = [(remap[i], small) for i, small in codec_pairs if i in remap]
-        self.patch, self.seed, self.rank, self.codec_share = patch, seed, rank, codec_share
+        self.patch, self.seed, self.rank, self.codec_share, self.zoom = patch, seed, rank, codec_share, zoom
         self.degradation = degradation  # None = random training distribution; or a fixed Degradation
         w = np.ones(len(self.images)) if weights is None else np.asarray(weights, float)[keep]
         self.weights = w / w.sum()
@@ -412,7 +427,7 @@ class PatchDataset(torch.utils.data.IterableDataset):
             pair = paired_random_crop(display(small, clean.shape[:2]), clean, self.patch, rng)
             return tuple(augment(list(pair), rng))
         img = self.images[rng.choice(len(self.images), p=self.weights)]
-        clean = augment([paired_random_crop(img, img, self.patch, rng)[1]], rng)[0]
+        clean = augment([zoomed_crop(img, self.patch, self.zoom, rng)], rng)[0]
         d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs)
         return degrade(clean, d), clean
 
@@ -444,12 +459,13 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=Path("data/train_shard.npz"))
     p.add_argument("--max-mb", type=float, default=40, help="size budget of the shard (a GPU machine's upload limit)")
     p.add_argument("--size", type=int, default=192, help="side of each stored crop")
+    p.add_argument("--zoom", type=float, default=3.0, help="zoom crops out by up to this factor (call-frame detail)")
     p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "fetch":
         fetch(a.out, a.cache, a.max_side)
     else:
-        pack(a.src, a.val, a.out, a.max_mb, a.size, seed=a.seed)
+        pack(a.src, a.val, a.out, a.max_mb, a.size, seed=a.seed, zoom=a.zoom)
 
 
 if __name__ == "__main__":

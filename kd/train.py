@@ -3,6 +3,7 @@
     python -m kd.train --model teacher --steps 8000 --out runs/teacher.pt
     python -m kd.train --model student-rep --teacher runs/teacher.best.pt --out runs/student.pt
     python -m kd.train --model student --no-kd --out runs/student_nokd.pt     # ablation
+    python -m kd.train --model student-rep --teacher-labels data/teacher_labels.npz --out runs/s.pt  # kd.labels
     python -m kd.train --model teacher-gpu --minutes 5 --data data/train_shard.npz --out runs/t.pt   # a time budget
     torchrun --nproc_per_node 4 -m kd.train --model teacher-gpu ...           # DDP (NCCL on GPU, gloo on CPU)
 
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from kd import checkpoint
 from kd.data import PatchDataset, load_training, to_tensor
+from kd.labels import LabelledPatches, load_labels
 from kd.degrade import preset
 from kd.losses import FeatureAdapters, distillation_loss, restoration_loss
 from kd.models import CONFIGS, build, config_of, is_student
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help='override the architecture as JSON, e.g. \'{"arch": "student", "width": 24}\'')
     ap.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint: distil from it (students only)")
+    ap.add_argument("--teacher-labels", type=Path, default=None,
+                    help="distil from teacher outputs stored by `python -m kd.labels` instead of running the teacher")
     ap.add_argument("--no-kd", action="store_true", help="train a student on clean targets only (ablation)")
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of D(student, teacher) vs D(student, clean)")
     ap.add_argument("--feature-weight", type=float, default=0.0, help="weight of feature distillation (0 = off)")
@@ -54,6 +58,8 @@ def parse_args(argv=None):
     ap.add_argument("--data", type=Path, default=Path("data/train"), help="folder of photos or a packed .npz shard")
     ap.add_argument("--val-data", type=Path, default=Path("data/val"), help="held-out photos (folder data only)")
     ap.add_argument("--degradation", default="random", help="'random' (training distribution) or a preset name")
+    ap.add_argument("--zoom", type=float, default=3.0,
+                    help="zoom photos out by up to this factor before cropping (call-frame detail; 1 = off)")
     ap.add_argument("--steps", type=int, default=8000, help="length of the schedule in steps")
     ap.add_argument("--minutes", type=float, default=None,
                     help="length of the schedule in wall-clock minutes instead (stops when either is reached)")
@@ -81,6 +87,8 @@ def parse_args(argv=None):
                     help="channels_last memory format (25-33%% faster in fp32 on CPU, faster on GPU)")
     ap.add_argument("--log", type=Path, default=None, help="JSON-lines log (default: OUT with .log.jsonl)")
     a = ap.parse_args(argv)
+    if a.teacher_labels and (a.teacher or a.no_kd or a.feature_weight > 0):
+        ap.error("--teacher-labels distils from stored outputs: not with --teacher, --no-kd or --feature-weight")
     if a.teacher and a.no_kd:
         ap.error("--teacher and --no-kd contradict each other")
     if a.resume and a.init:
@@ -176,8 +184,8 @@ def main(argv=None):
     except ValueError as e:  # an unknown architecture or config key: say which, no traceback
         raise SystemExit(f"--model-config: {e}") from None
     student = is_student(config_of(model))
-    if a.teacher and not student:
-        raise SystemExit("--teacher is for distilling students; this architecture is a teacher")
+    if (a.teacher or a.teacher_labels) and not student:
+        raise SystemExit("--teacher/--teacher-labels are for distilling students; this architecture is a teacher")
     if a.init:
         model.load_state_dict(checkpoint.load_state(a.init, prefer_ema=True)["model"])
     model = model.to(device, memory_format=fmt)
@@ -212,8 +220,11 @@ def main(argv=None):
     # --- data -----------------------------------------------------------------------------------
     data = load_training(a.data, a.val_data, a.patch)
     degradation = None if a.degradation == "random" else preset(a.degradation)
-    ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
-                      weights=data.weights, codec_pairs=data.codec_pairs)  # a new stream on resume
+    if a.teacher_labels:  # stored (degraded, clean, teacher) triples; the photos only give the validation pairs
+        ds = LabelledPatches(load_labels(a.teacher_labels), a.patch, seed=a.seed * 1000 + step, rank=rank)
+    else:
+        ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
+                          weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom)  # a new stream on resume
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
                                               pin_memory=device.type == "cuda", persistent_workers=a.workers > 0))
     if master:
@@ -241,13 +252,15 @@ def main(argv=None):
     try:
         while not finished():
             t_step = time.time()
-            x, y = (t.to(device, non_blocking=True).contiguous(memory_format=fmt) for t in next(loader))
+            x, y, *stored = (t.to(device, non_blocking=True).contiguous(memory_format=fmt) for t in next(loader))
             lr = lr_at(step, progress(), a)
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast:
                 if not student:
                     loss = restoration_loss(net(x)[0], y, a.msssim_weight)
+                elif stored:  # --teacher-labels: the teacher's output came with the batch
+                    loss = distillation_loss(net(x)[0], y, stored[0], a.alpha, pixel=a.pixel_loss)
                 elif teacher is not None:
                     with torch.no_grad():
                         t_out, t_feats = teacher(x, return_features=True)

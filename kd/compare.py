@@ -15,15 +15,16 @@ METHOD_LABELS = {"none": "degraded input", "unsharp": "unsharp mask", "student":
                  "teacher": "teacher", "seed": "seed student"}
 
 
-def timed_sharpen(image, model: str = "student") -> tuple[object, float]:
+def timed_sharpen(image, model: str = "student", backend: str = "auto") -> tuple[object, float]:
     """kd.sharpen and the seconds it took."""
     t = time.perf_counter()
-    out = sharpen(image, model=model)
+    out = sharpen(image, model=model, backend=backend)
     return out, time.perf_counter() - t
 
 
 def simulate(clean: np.ndarray, degradation: Degradation | str = "medium",
-             methods: tuple[str, ...] = ("student", "teacher")) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+             methods: tuple[str, ...] = ("student", "teacher"),
+             backend: str = "auto") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Degrade a clean RGB photo, restore it with each method, and score everything against the clean photo.
 
     Returns ({"degraded input": img, method label: img, ...}, table with PSNR/SSIM/MS-SSIM and milliseconds).
@@ -35,7 +36,7 @@ def simulate(clean: np.ndarray, degradation: Degradation | str = "medium",
     images = {METHOD_LABELS["none"]: degraded}
     rows = [{"method": METHOD_LABELS["none"], **all_metrics(degraded, clean), "ms": 0.0}]
     for m in methods:
-        out, secs = timed_sharpen(degraded, m)
+        out, secs = timed_sharpen(degraded, m, backend)
         label = METHOD_LABELS.get(m, m)
         images[label] = out
         rows.append({"method": label, **all_metrics(out, clean), "ms": 1000 * secs})

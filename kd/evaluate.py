@@ -3,8 +3,9 @@
     python -m kd.evaluate                      # shipped weights, all presets, writes results/eval.{csv,md}
     python -m kd.evaluate --method mine=runs/student.best.pt --presets medium mild
 
-Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous
-session's CPU-trained nets, our student (re-parameterised, distilled; also at INT8 on OpenVINO) and the GPU teacher.
+Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
+student, a student trained without distillation at the same budget (ablation), our student (re-parameterised,
+distilled from stored teacher labels; also at INT8 on OpenVINO) and the GPU teacher.
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
 against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
 degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.
@@ -34,11 +35,10 @@ DEFAULT_METHODS = {
     "degraded input": "none",
     "unsharp mask (OpenCV)": "unsharp",
     "waifu2x photo (peer)": "waifu2x",
-    "seed student + KD (previous)": str(WEIGHTS_DIR / "seed.pt"),
-    "student (previous, CPU teacher)": str(WEIGHTS_DIR / "ablation" / "student_previous.pt"),
+    "student, online KD on GPU (previous)": str(WEIGHTS_DIR / "ablation" / "student_gpu.pt"),
+    "student, no KD (ablation)": str(WEIGHTS_DIR / "ablation" / "student_nokd.pt"),
     "student + KD": str(WEIGHTS_DIR / "student.pt"),
     "student + KD, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8",
-    "teacher (previous, CPU)": str(WEIGHTS_DIR / "ablation" / "teacher_previous.pt"),
     "teacher": str(WEIGHTS_DIR / "teacher.pt"),
 }
 # Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores.

@@ -104,9 +104,11 @@ def lr_at(step: int, progress: float, a) -> float:
 
 def score(metrics: dict) -> float:
     """The aggregate that picks the best checkpoint: mean PSNR gain over the damaged presets, minus each dB that
-    the clean preset falls below the do-no-harm floor."""
+    the clean preset falls below the do-no-harm floor, minus any preset's loss (a restorer that makes light
+    damage worse must not win by gaining on heavy damage)."""
     gains = [v for k, v in metrics.items() if k.startswith("gain_")]
     harm = max(0.0, CLEAN_PSNR_FLOOR - metrics["clean_psnr"]) if "clean_psnr" in metrics else 0.0
+    harm += sum(max(0.0, -g) for g in gains)
     return float(np.mean(gains)) - harm if gains else -harm
 
 

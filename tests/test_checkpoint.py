@@ -4,6 +4,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
+import kd
 from kd import checkpoint
 from kd.data import write_image
 from kd.models import build
@@ -24,6 +25,9 @@ def test_coring_is_the_smallest_step_that_keeps_clean_frames_above_the_floor():
     assert checkpoint.choose_coring(offset_student(3.3), clean, floor=40.0) == 1.0
     assert checkpoint.choose_coring(offset_student(0.2), clean, floor=43.0) == 0.0
     assert checkpoint.choose_coring(offset_student(50.0), clean, floor=43.0, most=2.0) == 2.0  # capped
+    # a brightness offset also makes mildly damaged frames worse: coring grows until it rounds away (3.3 − 3 < 0.5)
+    mild = (np.stack([kd.degrade(c, "mild") for c in clean]), clean)
+    assert checkpoint.choose_coring(offset_student(3.3), clean, mild, floor=40.0) == 3.0
 
 
 def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):

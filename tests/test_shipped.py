@@ -1,10 +1,11 @@
 """The weights shipped in weights/ load offline and actually restore degraded photos (never used in training),
 without harming clean ones. Crops keep the teacher (2.3 TFLOP per 720p frame) affordable on a 2-core CI machine."""
 import numpy as np
+import pandas as pd
 import pytest
 
 import kd
-from kd.metrics import psnr, ssim
+from kd.compare import METHOD_LABELS, simulate
 from kd.models import count_params, gflops
 
 
@@ -22,20 +23,17 @@ def crops():
 @pytest.fixture(scope="module")
 def gains():
     """Mean PSNR/SSIM change over the degraded input per method and preset; on `clean`, PSNR against the input."""
-    out = {}
+    labels = {m: METHOD_LABELS[m] for m in ("student", "teacher", "unsharp")}
+    rows = []
     for preset in ("clean", "mild", "medium"):
-        for m in ("student", "teacher", "unsharp"):
-            d_psnr, d_ssim = [], []
-            for clean in crops():
-                degraded = kd.degrade(clean, preset)
-                restored = kd.sharpen(degraded, model=m, backend="torch")
-                if preset == "clean":
-                    d_psnr.append(psnr(restored, clean))
-                else:
-                    d_psnr.append(psnr(restored, clean) - psnr(degraded, clean))
-                    d_ssim.append(ssim(restored, clean) - ssim(degraded, clean))
-            out[preset, m] = (float(np.mean(d_psnr)), float(np.mean(d_ssim)) if d_ssim else None)
-    return out
+        for clean in crops():
+            table = simulate(clean, preset, tuple(labels), backend="torch")[1].set_index("method")
+            base = table.loc[METHOD_LABELS["none"]]
+            for m, label in labels.items():
+                psnr, ssim = table.loc[label, "PSNR (dB)"], table.loc[label, "SSIM"]
+                rows.append((preset, m, psnr if preset == "clean" else psnr - base["PSNR (dB)"], ssim - base["SSIM"]))
+    df = pd.DataFrame(rows, columns=["preset", "method", "psnr", "ssim"]).groupby(["preset", "method"]).mean()
+    return {key: (r.psnr, None if key[0] == "clean" else r.ssim) for key, r in df.iterrows()}
 
 
 @pytest.mark.parametrize("name", ["student", "teacher", "seed"])

@@ -140,6 +140,8 @@ def test_score_penalises_harm_on_clean_frames():
     good = {"gain_medium": 1.0, "gain_mild": 0.5, "clean_psnr": 45.0}
     harmful = {"gain_medium": 1.2, "gain_mild": 0.6, "clean_psnr": 39.0}
     assert score(good) == pytest.approx(0.75) and score(harmful) == pytest.approx(0.9 - 3.0)
+    worse_on_mild = {"gain_medium": 1.7, "gain_mild": -0.2, "clean_psnr": 45.0}
+    assert score(worse_on_mild) == pytest.approx(0.75 - 0.2) and score(worse_on_mild) < score(good)
 
 
 def test_train_cli_rejects_contradictions(tmp_path):

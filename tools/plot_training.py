@@ -1,7 +1,9 @@
-"""Plot validation gain per preset against training hours from kd.train's JSON-lines logs.
+"""Plot validation gain per preset against training time from kd.train's JSON-lines logs, one panel per preset.
 
-    python tools/plot_training.py results/training/teacher_gpu.log.jsonl results/training/student_gpu.log.jsonl \
-        --out docs/training_curve.png
+    python tools/plot_training.py results/training/*.log.jsonl --out docs/training_curve.png
+
+Each log is one run, named by its file (say which device trained it in the name: ``student_kd_cpu``); the x axis is
+the run's own training minutes on that device.
 """
 from __future__ import annotations
 
@@ -14,30 +16,37 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+PRESETS = ("mild", "medium", "severe", "call")
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("logs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/training_curve.png"))
     a = ap.parse_args(argv)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, len(PRESETS) + 1, figsize=(4 * (len(PRESETS) + 1), 3.6))
     for log in a.logs:
-        recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        hours = [r["hours"] * 60 for r in recs]
+        recs = read_log(log)
+        minutes = [r["hours"] * 60 for r in recs]
         name = log.name.split(".")[0]
-        for key in sorted(k for k in recs[0] if k.startswith("gain_")):
-            axes[0].plot(hours, [r[key] for r in recs], marker="o", ms=3, label=f"{name}: {key[5:]}")
-        axes[1].plot(hours, [r["clean_psnr"] for r in recs], marker="o", ms=3, label=name)
-    axes[0].set(xlabel="training minutes (GPU)", ylabel="ΔPSNR on held-out crops (dB)",
-                title="Validation gain per preset")
-    axes[1].axhline(42, color="gray", ls="--", label="do-no-harm floor (42 dB)")
-    axes[1].set(xlabel="training minutes (GPU)", ylabel="PSNR output vs input (dB)", title="Clean frames: harm")
+        for ax, preset in zip(axes, PRESETS):
+            if f"gain_{preset}" in recs[0]:
+                ax.plot(minutes, [r[f"gain_{preset}"] for r in recs], marker="o", ms=2, label=name)
+        axes[-1].plot(minutes, [r["clean_psnr"] for r in recs], marker="o", ms=2, label=name)
+    for ax, preset in zip(axes, PRESETS):
+        ax.set(xlabel="training minutes", ylabel="ΔPSNR on held-out crops (dB)", title=f"`{preset}`")
+    axes[-1].axhline(42, color="gray", ls="--", label="do-no-harm floor")
+    axes[-1].set(xlabel="training minutes", ylabel="PSNR output vs input (dB)", title="`clean` (uncored)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    axes[-1].legend(fontsize=7)
     fig.tight_layout()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(a.out, dpi=110)
+    fig.savefig(a.out, dpi=100)
     print(f"wrote {a.out}")
 
 

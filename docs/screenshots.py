@@ -34,7 +34,7 @@ def main():
         page.screenshot(path=str(ROOT / "docs/simulate.png"))
         page.set_viewport_size({"width": 1280, "height": 1000})
 
-        page.get_by_role("tab", name="Live").click()
+        page.get_by_role("tab", name="Live", exact=True).click()
         page.wait_for_timeout(2000)
         page.screenshot(path=str(ROOT / "docs/live.png"))
 

@@ -36,7 +36,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     win = 11 if side > 160 else 7 if side > 96 else None
     if win is None:
         return float("nan")
-    ta, tb = (torch.from_numpy(np.atleast_3d(x)).permute(2, 0, 1)[None].float() for x in (a, b))
+    ta, tb = (torch.tensor(np.atleast_3d(x)).permute(2, 0, 1)[None].float() for x in (a, b))  # a copy: inputs may be read-only
     return float(_ms_ssim(ta, tb, data_range=255, win_size=win))
 
 

@@ -321,8 +321,9 @@ def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, co
     """Cut random size×size crops of the training photos into one compressed .npz shard of at most ``max_mb``.
 
     Crops are stored as 4:4:4 JPEG at ``quality`` (≈44 dB: far below any damage we train on), drawn with the
-    same weights as ``PatchDataset`` (faces more often) and zoomed out by up to ``zoom`` (``zoomed_crop``). For ``codec_share`` of them an H.264/H.265 degradation is
-    made here and stored as the decoded small frame (lossless PNG), so the machine that trains needs no PyAV.
+    same weights as ``PatchDataset`` (faces more often) and zoomed out by up to ``zoom`` (``zoomed_crop``). For
+    ``codec_share`` of them an H.264/H.265 degradation is made here and stored as the decoded small frame (lossless
+    PNG), so the machine that trains needs no PyAV.
     The validation pairs of every preset are stored too.
     """
     rng = np.random.default_rng(seed)

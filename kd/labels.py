@@ -13,7 +13,6 @@ loses at most one chunk.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,12 +22,9 @@ from tqdm import tqdm
 
 from kd import checkpoint
 from kd.data import PatchDataset, augment, load_training, paired_random_crop, to_tensor
+from kd.registry import weights_digest
 
 ARRAYS = ("degraded", "clean", "teacher")  # the order LabelledPatches yields and kd.train unpacks
-
-
-def file_hash(path: Path | str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def load_labels(path: Path | str) -> dict[str, np.ndarray]:
@@ -52,7 +48,7 @@ def make_labels(teacher_path: Path, data: Path, out: Path, n: int, patch: int = 
     teacher = checkpoint.load_model(teacher_path).float().eval()
     teacher.config["coring"] = 0.0
     teacher = teacher.to(memory_format=torch.channels_last)
-    digest = file_hash(teacher_path)
+    digest = weights_digest(teacher_path)
     have = {k: [] for k in ARRAYS}
     if out.exists():
         old = load_labels(out)

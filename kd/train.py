@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from kd import checkpoint
 from kd.data import PatchDataset, load_training, to_tensor
-from kd.labels import LabelledPatches, load_labels
 from kd.degrade import preset
+from kd.labels import LabelledPatches, load_labels
 from kd.losses import FeatureAdapters, distillation_loss, restoration_loss
 from kd.models import CONFIGS, build, config_of, is_student
 

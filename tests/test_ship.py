@@ -5,7 +5,7 @@ import torch
 from skimage import data as skdata
 
 import kd
-from kd import checkpoint
+from kd import checkpoint, ship
 from kd.data import write_image
 from kd.models import build
 
@@ -21,13 +21,13 @@ def offset_student(levels: float):
 def test_coring_is_the_smallest_step_that_keeps_clean_frames_above_the_floor():
     clean = np.stack([skdata.astronaut()[100:164, 100:164], skdata.coffee()[50:114, 200:264]])
     # +3.3 levels saves as +3 (38.6 dB from the input); coring 1 and 1.5 leave +2 (42.1 dB), 2 leaves +1 (48.1 dB)
-    assert checkpoint.choose_coring(offset_student(3.3), clean, floor=43.0) == 2.0
-    assert checkpoint.choose_coring(offset_student(3.3), clean, floor=40.0) == 1.0
-    assert checkpoint.choose_coring(offset_student(0.2), clean, floor=43.0) == 0.0
-    assert checkpoint.choose_coring(offset_student(50.0), clean, floor=43.0, most=2.0) == 2.0  # capped
+    assert ship.choose_coring(offset_student(3.3), clean, floor=43.0) == 2.0
+    assert ship.choose_coring(offset_student(3.3), clean, floor=40.0) == 1.0
+    assert ship.choose_coring(offset_student(0.2), clean, floor=43.0) == 0.0
+    assert ship.choose_coring(offset_student(50.0), clean, floor=43.0, most=2.0) == 2.0  # capped
     # a brightness offset also makes mildly damaged frames worse: coring grows until it rounds away (3.3 − 3 < 0.5)
     mild = (np.stack([kd.degrade(c, "mild") for c in clean]), clean)
-    assert checkpoint.choose_coring(offset_student(3.3), clean, mild, floor=40.0) == 3.0
+    assert ship.choose_coring(offset_student(3.3), clean, mild, floor=40.0) == 3.0
 
 
 def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
@@ -37,15 +37,15 @@ def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
     net = build({"arch": "student", "width": 8, "convs": 1, "unshuffle": 4, "rep": True})
     torch.nn.init.normal_(net.tail.weight, std=0.02)
     checkpoint.save(tmp_path / "run.best.pt", net)
-    checkpoint.main([str(tmp_path / "run.best.pt"), str(tmp_path / "s.pt"), "--val", str(val)])
+    ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "s.pt"), "--val", str(val)])
     shipped = checkpoint.load_model(tmp_path / "s.pt")
     assert shipped.config["rep"] is False and shipped.config["coring"] in np.arange(0, 4.5, 0.5)
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         net.config["coring"] = shipped.config["coring"]
         assert (shipped(x) - net.fold()(x)).abs().max() < 1e-5  # the same function, folded
-    checkpoint.main([str(tmp_path / "run.best.pt"), str(tmp_path / "h.pt"), "--coring", "2", "--fp16"])
+    ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "h.pt"), "--coring", "2", "--fp16"])
     state = checkpoint.load_state(tmp_path / "h.pt")
     assert state["config"]["coring"] == 2.0 and state["model"]["tail.weight"].dtype == torch.float16
     with pytest.raises(SystemExit):
-        checkpoint.main([str(tmp_path / "run.best.pt"), str(tmp_path / "x.pt"), "--coring", "lots"])
+        ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "x.pt"), "--coring", "lots"])

@@ -12,6 +12,10 @@ def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Te
     return torch.sqrt((x - y) ** 2 + eps**2).mean()
 
 
+MSSSIM_WINDOW = 7
+MSSSIM_MIN_SIDE = (MSSSIM_WINDOW - 1) * 2**4 + 1  # 5 scales (4 halvings) of a 7-px window: patches of at least 97 px
+
+
 def msssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """1 − MS-SSIM. A 7-px window lets 5 scales fit patches larger than 96 px.
 
@@ -19,7 +23,7 @@ def msssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     0.02 on the same pair), which wrecked the first GPU teacher run.
     """
     with torch.autocast(x.device.type, enabled=False):
-        return 1 - ms_ssim(x.clamp(0, 1).float(), y.float(), data_range=1.0, win_size=7)
+        return 1 - ms_ssim(x.clamp(0, 1).float(), y.float(), data_range=1.0, win_size=MSSSIM_WINDOW)
 
 
 def restoration_loss(out: torch.Tensor, clean: torch.Tensor, msssim_weight: float = 0.2) -> torch.Tensor:

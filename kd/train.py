@@ -36,7 +36,7 @@ from kd import checkpoint
 from kd.data import PatchDataset, load_training, to_tensor
 from kd.degrade import preset
 from kd.labels import LabelledPatches, load_labels
-from kd.losses import FeatureAdapters, distillation_loss, restoration_loss
+from kd.losses import MSSSIM_MIN_SIDE, FeatureAdapters, distillation_loss, restoration_loss
 from kd.models import CONFIGS, build, config_of, is_student
 
 CLEAN_PSNR_FLOOR = 42.0  # dB between output and input on undegraded frames: RMS change under 2 levels
@@ -188,6 +188,9 @@ def main(argv=None):
     student = is_student(config_of(model))
     if (a.teacher or a.teacher_labels) and not student:
         raise SystemExit("--teacher/--teacher-labels are for distilling students; this architecture is a teacher")
+    if not student and a.msssim_weight > 0 and a.patch < MSSSIM_MIN_SIDE:  # say so before the data loads, not mid-step
+        raise SystemExit(f"--patch {a.patch} is too small for the MS-SSIM loss (needs >= {MSSSIM_MIN_SIDE} px): "
+                         f"raise --patch or pass --msssim-weight 0")
     if a.init:
         model.load_state_dict(checkpoint.load_state(a.init, prefer_ema=True)["model"])
     model = model.to(device, memory_format=fmt)

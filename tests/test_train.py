@@ -149,6 +149,10 @@ def test_train_cli_rejects_contradictions(tmp_path):
         train_main(["--model-config", '{"arch": "student", "widht": 8}', "--out", str(tmp_path / "x.pt")])
     with pytest.raises(SystemExit):
         train_main(["--model", "student", "--teacher", "t.pt", "--no-kd", "--out", str(tmp_path / "x.pt")])
+    # MS-SSIM's 5 scales need > 96 px: refused up front (it used to crash at the first step, after the data loaded)
+    with pytest.raises(SystemExit, match="too small for the MS-SSIM loss"):
+        train_main(["--model", "teacher-cpu", "--patch", "96", "--data", str(tmp_path / "none"),
+                    "--out", str(tmp_path / "x.pt")])
 
 
 def _ddp_rank(rank, world, port, folder):

@@ -371,6 +371,16 @@ def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, co
     return out
 
 
+def load_validation(path: Path | str, presets=tuple(PRESETS)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(degraded, clean) validation crops per preset: made from held-out photos (a folder), or read from a packed
+    shard, which stores the ones made when it was packed (a GPU machine has no photos)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        z = np.load(path)
+        return {k[4:]: tuple(z[k]) for k in z.files if k.startswith("val_") and k[4:] in presets}
+    return validation_pairs(load_images(path), presets=presets) if path.is_dir() and list_images(path) else {}
+
+
 def load_training(path: Path | str, val_path: Path | str | None = None, min_side: int = 0) -> TrainingSet:
     """Training data from a folder of photos (validation from ``val_path``) or from a packed shard (all inside)."""
     path = Path(path)
@@ -380,8 +390,7 @@ def load_training(path: Path | str, val_path: Path | str | None = None, min_side
         z = np.load(path)
         images = [decode_image(b) for b in tqdm(_unblob(z["train_jpeg"], z["train_offsets"]), desc="decoding", leave=False)]
         pairs = [(int(i), decode_image(b)) for i, b in zip(z["codec_index"], _unblob(z["codec_png"], z["codec_offsets"]))]
-        val = {k[4:]: tuple(z[k]) for k in z.files if k.startswith("val_")}
-        return TrainingSet(images, np.full(len(images), 1 / len(images)), pairs, val)
+        return TrainingSet(images, np.full(len(images), 1 / len(images)), pairs, load_validation(path))
     if not path.is_dir() or not list_images(path):
         raise SystemExit(f"no training images at {path}: run `python -m kd.data fetch --out data` (or pack a shard)")
     paths = list_images(path)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from kd.checkpoint import export_weights, load_model
-from kd.data import load_images, to_tensor, validation_pairs
+from kd.data import load_validation, to_tensor
 from kd.metrics import psnr
 from kd.models import config_of
 
@@ -56,11 +56,13 @@ def main(argv=None):
     ap.add_argument("--coring", default="auto",
                     help=f"levels, or 'auto': the smallest that keeps clean validation crops ≥ {CORING_FLOOR} dB from "
                          "their input and does not lower PSNR on the mild ones")
-    ap.add_argument("--val", type=Path, default=Path("data/val"), help="held-out photos for --coring auto")
+    ap.add_argument("--val", type=Path, default=Path("data/val"), help="held-out photos, or a packed shard (its validation crops), for --coring auto")
     ap.add_argument("--fp16", action="store_true", help="store float16 weights (half the size; the teacher)")
     a = ap.parse_args(argv)
     if a.coring == "auto":
-        val = validation_pairs(load_images(a.val), presets=("clean", "mild"))
+        val = load_validation(a.val, presets=("clean", "mild"))
+        if "clean" not in val or not len(val["clean"][1]):
+            raise SystemExit(f"--coring auto needs clean validation crops: none in {a.val} (photos, or a packed shard)")
         coring = choose_coring(load_model(a.checkpoint), val["clean"][1], val["mild"])
     else:
         try:

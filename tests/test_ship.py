@@ -6,7 +6,7 @@ from skimage import data as skdata
 
 import kd
 from kd import checkpoint, ship
-from kd.data import write_image
+from kd.data import load_images, validation_pairs, write_image
 from kd.models import build
 
 
@@ -49,3 +49,18 @@ def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
     assert state["config"]["coring"] == 2.0 and state["model"]["tail.weight"].dtype == torch.float16
     with pytest.raises(SystemExit):
         ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "x.pt"), "--coring", "lots"])
+
+
+def test_ship_cli_reads_the_validation_crops_of_a_packed_shard(tmp_path):
+    """A GPU machine has the shard, not the photos: coring is chosen on the crops stored in it, the same choice."""
+    val = tmp_path / "val"
+    write_image(val / "astronaut.png", skdata.astronaut())
+    pairs = validation_pairs(load_images(val), presets=("clean", "mild"))
+    np.savez(tmp_path / "shard.npz", **{f"val_{k}": np.stack(v) for k, v in pairs.items()})
+    checkpoint.save(tmp_path / "run.best.pt", offset_student(3.3))
+    ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "a.pt"), "--val", str(val)])
+    ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "b.pt"), "--val", str(tmp_path / "shard.npz")])
+    cored = [checkpoint.load_state(tmp_path / f"{n}.pt")["config"]["coring"] for n in "ab"]
+    assert cored[0] == cored[1] == 3.0  # the offset rounds away only at 3 levels (see above)
+    with pytest.raises(SystemExit, match="no|none"):
+        ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "c.pt"), "--val", str(tmp_path / "missing")])

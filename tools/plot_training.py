@@ -3,7 +3,8 @@
     python tools/plot_training.py results/training/*.log.jsonl --out docs/training_curve.png
 
 Each log is one run, named by its file (say which device trained it in the name: ``student_kd_cpu``); the x axis is
-the run's own training minutes on that device.
+the run's own training minutes on that device (``--hours`` for long runs resumed over several sessions: the logged
+time adds up across resumes).
 """
 from __future__ import annotations
 
@@ -27,20 +28,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("logs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/training_curve.png"))
+    ap.add_argument("--hours", action="store_true", help="x axis in training hours instead of minutes")
     a = ap.parse_args(argv)
+    unit, per_hour = ("hours", 1) if a.hours else ("minutes", 60)
     fig, axes = plt.subplots(1, len(PRESETS) + 1, figsize=(4 * (len(PRESETS) + 1), 3.6))
     for log in a.logs:
         recs = read_log(log)
-        minutes = [r["hours"] * 60 for r in recs]
+        elapsed = [r["hours"] * per_hour for r in recs]
         name = log.name.split(".")[0]
         for ax, preset in zip(axes, PRESETS):
             if f"gain_{preset}" in recs[0]:
-                ax.plot(minutes, [r[f"gain_{preset}"] for r in recs], marker="o", ms=2, label=name)
-        axes[-1].plot(minutes, [r["clean_psnr"] for r in recs], marker="o", ms=2, label=name)
+                ax.plot(elapsed, [r[f"gain_{preset}"] for r in recs], marker="o", ms=2, label=name)
+        axes[-1].plot(elapsed, [r["clean_psnr"] for r in recs], marker="o", ms=2, label=name)
     for ax, preset in zip(axes, PRESETS):
-        ax.set(xlabel="training minutes", ylabel="ΔPSNR on held-out crops (dB)", title=f"`{preset}`")
+        ax.set(xlabel=f"training {unit}", ylabel="ΔPSNR on held-out crops (dB)", title=f"`{preset}`")
     axes[-1].axhline(42, color="gray", ls="--", label="do-no-harm floor")
-    axes[-1].set(xlabel="training minutes", ylabel="PSNR output vs input (dB)", title="`clean` (uncored)")
+    axes[-1].set(xlabel=f"training {unit}", ylabel="PSNR output vs input (dB)", title="`clean` (uncored)")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7)

@@ -20,6 +20,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -94,6 +96,11 @@ def parse_args(argv=None):
     if a.resume and a.init:
         ap.error("--resume continues OUT; --init starts afresh from other weights: choose one")
     return a
+
+
+def interrupt(signum, frame):
+    """SIGTERM handler: stop the way Ctrl-C does. A background job ignores SIGINT, and `kill` sends SIGTERM."""
+    raise KeyboardInterrupt
 
 
 def lr_at(step: int, progress: float, a) -> float:
@@ -254,6 +261,9 @@ def main(argv=None):
     net.train()
     bar = tqdm(total=a.steps, initial=step, disable=not master, desc=f"train {a.model}", unit="step")
     t0, seen, run_s = time.time(), 0, 0.0
+    on_term = None
+    if threading.current_thread() is threading.main_thread():  # `kill PID`, or a session ending, saves like Ctrl-C
+        on_term = signal.signal(signal.SIGTERM, interrupt)
     try:
         while not finished():
             t_step = time.time()
@@ -310,6 +320,9 @@ def main(argv=None):
         if master:
             save()
             tqdm.write(f"interrupted: saved step {step} to {a.out}")
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     bar.close()
     if ddp:
         dist.destroy_process_group()

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,28 @@ def test_train_cli_saves_resumes_validates_and_distils(photo_dir, tmp_path):
     assert ckpt["config"]["arch"] == "student" and ckpt["config"]["rep"] and ckpt["adapters"] is not None
     assert ckpt["args"]["pixel_loss"] == "mse" and ckpt["args"]["teacher"] == str(t.with_suffix(".best.pt"))
     assert checkpoint.load_model(s).config["rep"] is False  # inference loads the folded net
+
+
+def test_sigterm_saves_the_state_for_resume(photo_dir, tmp_path):
+    """A background run is stopped with `kill` (SIGTERM; it ignores SIGINT): it must save before it exits."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "t.pt"
+    cmd = [sys.executable, "-m", "kd.train", "--model-config", '{"arch": "teacher", "blocks": 1, "width": 8}',
+           "--data", str(photo_dir), "--val-data", str(photo_dir), "--batch", "2", "--patch", "64", "--workers", "0",
+           "--msssim-weight", "0", "--steps", "1000000", "--eval-every", "1000000", "--save-every", "1000000",
+           "--out", str(out)]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert '"config"' in proc.stdout.readline()  # printed as the loop starts
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "interrupted: saved step" in rest
+    assert checkpoint.load_state(out)["step"] > 0
 
 
 def test_role_comes_from_the_architecture(photo_dir, tmp_path):

@@ -41,6 +41,7 @@ DEFAULT_METHODS = {
     "student (shipped)": str(WEIGHTS_DIR / "student.pt"),
     "student, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8",
     "teacher": str(WEIGHTS_DIR / "teacher.pt"),
+    "teacher-cpu, long CPU run (in progress)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
 }
 # Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores.
 DEFAULT_PRESETS_FOR = {"waifu2x photo (peer)": ("mild", "medium")}

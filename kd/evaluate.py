@@ -5,7 +5,8 @@
 
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the shipped student
-(also at INT8 on OpenVINO) and the GPU teacher.
+(also at INT8 on OpenVINO), the GPU teacher and the CPU teacher of the long resumable run (a snapshot of its best
+weights).
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
 against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
 degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.

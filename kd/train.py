@@ -103,6 +103,12 @@ def interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def leave_sigterm_to_the_main(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM: when a session ends, the whole process group gets it, and a worker dying
+    first makes the main process raise "worker killed" instead of saving. Workers still exit with the main."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def lr_at(step: int, progress: float, a) -> float:
     """Linear warm-up over the first ``warmup`` steps, times a cosine decay to 1% of the peak over progress in [0, 1]."""
     warm = min(1.0, (step + 1) / max(1, a.warmup))
@@ -238,7 +244,8 @@ def main(argv=None):
         ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
                           weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom)  # a new stream on resume
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
-                                              pin_memory=device.type == "cuda", persistent_workers=a.workers > 0))
+                                              pin_memory=device.type == "cuda", persistent_workers=a.workers > 0,
+                                              worker_init_fn=leave_sigterm_to_the_main))
     if master:
         print(json.dumps({"config": config_of(model), "student": student, "images": len(data.images),
                           "codec_pairs": len(data.codec_pairs), "val_presets": sorted(data.val),

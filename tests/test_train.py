@@ -109,8 +109,14 @@ def test_train_cli_saves_resumes_validates_and_distils(photo_dir, tmp_path):
     assert checkpoint.load_model(s).config["rep"] is False  # inference loads the folded net
 
 
-def test_sigterm_saves_the_state_for_resume(photo_dir, tmp_path):
-    """A background run is stopped with `kill` (SIGTERM; it ignores SIGINT): it must save before it exits."""
+@pytest.mark.parametrize("target", ["main", "group"])
+def test_sigterm_saves_the_state_for_resume(photo_dir, tmp_path, target):
+    """A background run is stopped with `kill` (SIGTERM; it ignores SIGINT): it must save before it exits.
+
+    "group": a session's end signals every process, the DataLoader worker included; the worker must not die first
+    and make the main raise "worker killed" instead of saving.
+    """
+    import os
     import signal
     import subprocess
     import sys
@@ -118,14 +124,19 @@ def test_sigterm_saves_the_state_for_resume(photo_dir, tmp_path):
 
     out = tmp_path / "t.pt"
     cmd = [sys.executable, "-m", "kd.train", "--model-config", '{"arch": "teacher", "blocks": 1, "width": 8}',
-           "--data", str(photo_dir), "--val-data", str(photo_dir), "--batch", "2", "--patch", "64", "--workers", "0",
+           "--data", str(photo_dir), "--val-data", str(photo_dir), "--batch", "2", "--patch", "64",
+           "--workers", "1" if target == "group" else "0",
            "--msssim-weight", "0", "--steps", "1000000", "--eval-every", "1000000", "--save-every", "1000000",
            "--out", str(out)]
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
     assert '"config"' in proc.stdout.readline()  # printed as the loop starts
     time.sleep(2)
-    proc.send_signal(signal.SIGTERM)
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "interrupted: saved step" in rest
     assert checkpoint.load_state(out)["step"] > 0

@@ -62,6 +62,22 @@ def preset(name: str) -> Degradation:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
 
 
+STREAM_FEATURES = 4  # the length of ``stream_condition``'s vector
+
+
+def stream_condition(d: Degradation | str | None) -> np.ndarray:
+    """What a receiver knows about its stream, as the numbers a stream-aware net is told (float32, length 4):
+    [1 (known), log2(scale) / 2, JPEG strength (100 − quality) / 90, video QP / 51]. The sender's blur is not known
+    to the receiver and is left out. ``None`` (an uploaded photo, say): all zeros, and the net restores blind."""
+    if d is None:
+        return np.zeros(STREAM_FEATURES, np.float32)
+    if isinstance(d, str):
+        d = preset(d)
+    jpeg = (100 - d.quality) / 90 if d.codec == "jpeg" else 0.0
+    video = d.quality / 51 if d.codec in ("h264", "h265") else 0.0
+    return np.array([1.0, np.log2(d.scale) / 2, jpeg, video], np.float32)
+
+
 def video_codecs_available() -> tuple[str, ...]:
     """The PyAV codecs that can encode here (PyAV's wheels ship libx264 and libx265)."""
     try:

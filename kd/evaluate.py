@@ -31,7 +31,8 @@ from kd.models import count_params, gflops
 from kd.registry import WEIGHTS_DIR, load
 from kd.sharpen import sharpen
 
-# method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend")
+# method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend", and
+# "+stream" at the end to tell a stream-aware net each preset's stream, as a receiver knows its own)
 DEFAULT_METHODS = {
     "degraded input": "none",
     "unsharp mask (OpenCV)": "unsharp",
@@ -73,11 +74,19 @@ def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.n
     return pairs
 
 
+def parse_spec(spec: str) -> tuple[str, str, bool]:
+    """"PATH[@backend][+stream]" -> (path or method name, backend or "", whether the net is told the stream)."""
+    told = spec.endswith("+stream")
+    model, _, backend = spec.removesuffix("+stream").partition("@")
+    return model, backend, told
+
+
 def method_key(spec: str, preset: str, extra: str = "") -> str:
-    """Identifies a method's scores: the weights' bytes (or the classical method's name), backend, preset pairs."""
-    path = Path(spec.split("@")[0])
-    ident = hashlib.sha1(path.read_bytes()).hexdigest() if path.suffix == ".pt" else spec
-    return hashlib.sha1(f"{ident}|{spec.partition('@')[2]}|{pairs_key(preset)}|{extra}".encode()).hexdigest()[:16]
+    """Identifies a method's scores: the weights' bytes (or the classical method's name), backend, stream, pairs."""
+    model, backend, told = parse_spec(spec)
+    ident = hashlib.sha1(Path(model).read_bytes()).hexdigest() if model.endswith(".pt") else spec
+    told_tag = "|stream" if told else ""
+    return hashlib.sha1(f"{ident}|{backend}|{pairs_key(preset)}|{extra}{told_tag}".encode()).hexdigest()[:16]
 
 
 def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
@@ -88,8 +97,9 @@ def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
             raise SystemExit(why)
         noise = chosen_noise(preset, val_dir, cache)
         return (lambda small, degraded: peer.waifu2x(small, degraded.shape[:2], noise)), f"noise={noise}"
-    model, _, backend = spec.partition("@")
-    return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch")), ""
+    model, backend, told = parse_spec(spec)
+    stream = preset if told else None
+    return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch", stream=stream)), ""
 
 
 def chosen_noise(preset: str, val_dir: Path, cache: Path) -> int:
@@ -149,7 +159,7 @@ def summarize(per_image: pd.DataFrame, methods: dict[str, str]) -> pd.DataFrame:
         table.loc[np.isinf(table["ΔPSNR"]) | table["ΔPSNR"].isna(), "ΔPSNR"] = np.nan  # clean: the input is exact
     cost = {}
     for method, spec in methods.items():
-        path = spec.split("@")[0]
+        path = parse_spec(spec)[0]
         cost[method] = (count_params(load(path)), round(gflops(load(path)), 2)) if path.endswith(".pt") else (0, 0.0)
     names = table.index.get_level_values("method")
     table["params"] = [cost[m][0] for m in names]
@@ -184,7 +194,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("results"))
     a = ap.parse_args(argv)
     methods = dict(m.split("=", 1) for m in a.method) if a.method else dict(DEFAULT_METHODS)
-    missing = [m for m in methods.values() if m.split("@")[0].endswith(".pt") and not Path(m.split("@")[0]).exists()]
+    paths = [parse_spec(m)[0] for m in methods.values()]
+    missing = [m for m in paths if m.endswith(".pt") and not Path(m).exists()]
     if missing:
         raise SystemExit(f"missing weights: {', '.join(missing)}")
     presets_for = dict(DEFAULT_PRESETS_FOR)

@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from kd import checkpoint
 from kd.data import PatchDataset, augment, load_training, paired_random_crop, to_tensor
+from kd.degrade import stream_condition
 from kd.registry import weights_digest
 
-ARRAYS = ("degraded", "clean", "teacher")  # the order LabelledPatches yields and kd.train unpacks
+ARRAYS = ("degraded", "clean", "teacher")  # stored arrays; LabelledPatches yields the stream between clean and teacher
 
 
 def load_labels(path: Path | str) -> dict[str, np.ndarray]:
@@ -88,8 +89,9 @@ def make_labels(teacher_path: Path, data: Path, out: Path, n: int, patch: int = 
 
 
 class LabelledPatches(torch.utils.data.IterableDataset):
-    """Endless (degraded, clean, teacher) patch triples: a random stored patch, a random ``patch``² window of it and
-    one of the 8 flips/rotations, the same for all three (the teacher is near-equivariant to both)."""
+    """Endless (degraded, clean, stream, teacher) patches: a random stored patch, a random ``patch``² window of it and
+    one of the 8 flips/rotations, the same for all three images (the teacher is near-equivariant to both). The
+    stream is not recorded: its condition is "not told" (zeros), as for the blind teacher that labelled it."""
 
     def __init__(self, labels: dict[str, np.ndarray], patch: int, seed: int = 0, rank: int = 0):
         side = labels["clean"].shape[1]
@@ -105,7 +107,8 @@ class LabelledPatches(torch.utils.data.IterableDataset):
             i = int(rng.integers(n))
             stack = np.concatenate([self.labels[k][i] for k in ARRAYS], axis=2)  # one crop for all three
             window = augment([paired_random_crop(stack, stack, self.patch, rng)[1]], rng)[0]
-            yield tuple(to_tensor(window[..., 3 * j: 3 * j + 3]) for j in range(3))
+            degraded, clean, teacher = (to_tensor(window[..., 3 * j: 3 * j + 3]) for j in range(3))
+            yield degraded, clean, torch.from_numpy(stream_condition(None)), teacher
 
 
 def main(argv=None):

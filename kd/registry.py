@@ -37,13 +37,29 @@ def _load_cached(path: str) -> torch.nn.Module:
     return checkpoint.load_model(path)
 
 
-def load(name: str | Path = "student") -> torch.nn.Module:
-    """The shipped ``student``/``teacher``/``seed`` network (or any checkpoint path), in eval mode, loaded once."""
+@functools.lru_cache(maxsize=16)
+def _for_stream_cached(path: str, stream: tuple[float, ...]) -> torch.nn.Module:
+    return _load_cached(path).for_stream(stream)
+
+
+def load(name: str | Path = "student", stream: tuple[float, ...] | None = None) -> torch.nn.Module:
+    """The shipped ``student``/``teacher``/``seed`` network (or any checkpoint path), in eval mode, loaded once.
+
+    ``stream`` (a ``kd.degrade.stream_condition`` as a tuple): a stream-aware net folded for that stream (a plain
+    net of the same cost); blind nets ignore it."""
     path = weights_path(name)
     if not path.exists():
         raise FileNotFoundError(f"no weights at {path}: train with `python -m kd.train` or restore weights/ from git")
     with lock:
-        return _load_cached(str(path.resolve()))
+        model = _load_cached(str(path.resolve()))
+        if stream is None or not stream_aware(model):
+            return model
+        return _for_stream_cached(str(path.resolve()), tuple(stream))
+
+
+def stream_aware(model: torch.nn.Module) -> bool:
+    """Whether the net is told its stream (``kd.models.StreamFiLM``)."""
+    return getattr(model, "film", None) is not None
 
 
 def weights_digest(name: str | Path) -> str:

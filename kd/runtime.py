@@ -19,6 +19,7 @@ import torch
 from kd import registry
 from kd.export import EXPORTERS
 from kd.export import VERSION as EXPORT_VERSION
+from kd.models import gflops
 from kd.registry import WEIGHTS_DIR, load, weights_digest, weights_path  # noqa: F401 - the public names stay here
 
 BACKENDS = ("torch", "onnx", "openvino", "openvino-int8")
@@ -106,30 +107,31 @@ def available_backends() -> tuple[str, ...]:
     return tuple(found)
 
 
-def exported(name: str | Path, fmt: str) -> Path:
-    """The model exported to ``fmt`` in the cache folder (~/.cache/sharpkd), made once per weights file content
-    and exporter version."""
+def exported(name: str | Path, fmt: str, stream: tuple[float, ...] | None = None) -> Path:
+    """The model exported to ``fmt`` in the cache folder (~/.cache/sharpkd), made once per weights file content,
+    exporter version and (for a stream-aware net) stream."""
     path = weights_path(name)
-    out = registry.CACHE_DIR / f"{path.stem}-{weights_digest(name)}-v{EXPORT_VERSION}{EXPORTERS[fmt][1]}"
+    tag = "" if stream is None or not registry.stream_aware(load(name)) else "-s" + "_".join(f"{v:.4g}" for v in stream)
+    out = registry.CACHE_DIR / f"{path.stem}-{weights_digest(name)}{tag}-v{EXPORT_VERSION}{EXPORTERS[fmt][1]}"
     if not out.exists():
         with registry.lock:
             if not out.exists():
                 tmp = out.with_name("tmp-" + out.name)
-                EXPORTERS[fmt][0](load(name), tmp)
+                EXPORTERS[fmt][0](load(name, stream), tmp)
                 for f in tmp.parent.glob(tmp.stem + ".*"):  # .xml and .bin travel together
                     f.replace(out.with_name(out.stem + f.suffix))
     return out
 
 
-def _make(name: str, backend: str, precision: str | None) -> Runner:
+def _make(name: str, backend: str, precision: str | None, stream: tuple[float, ...] | None) -> Runner:
     if backend not in available_backends():
         raise RuntimeError(f"backend {backend!r} is not installed (pip install {MODULES[backend]})")
-    model = load(name)
+    model = load(name, stream)
     if backend == "torch":
         return TorchRunner(model)
     if backend == "onnx":
-        return OnnxRunner(model, exported(name, backend))
-    return OpenVinoRunner(model, exported(name, backend), backend, precision)
+        return OnnxRunner(model, exported(name, backend, stream))
+    return OpenVinoRunner(model, exported(name, backend, stream), backend, precision)
 
 
 def cpu_name() -> str:
@@ -153,9 +155,15 @@ def _seconds(run: Runner, repeats: int = 5) -> float:
     return best
 
 
-# Above this size ``auto`` runs torch without timing: for the 4.9 M-parameter teacher OpenVINO was 12.4 s vs torch
-# 13.8 s per 512² frame here, while exporting and timing all runtimes held up the app's start for minutes.
-BIG_MODEL_PARAMS = 1_000_000
+# Above this cost per 720p frame ``auto`` runs torch without timing: for the 4.9 M-parameter teacher (2255 GFLOP)
+# OpenVINO was 12.4 s vs torch 13.8 s per 512² frame here, while exporting and timing all runtimes held up the app's
+# start for minutes. The student costs ~5 GFLOP, the CPU teacher 167.
+BIG_MODEL_GFLOPS = 50.0
+
+
+def gflops_720p(model: torch.nn.Module) -> float:
+    """GFLOP per 1280×720 frame, counted on a 64² probe (counting at 720p would run the big teacher for seconds)."""
+    return gflops(model, 64, 64) * (1280 * 720) / (64 * 64)
 
 
 def fastest_backend(name: str = "student") -> str:
@@ -167,7 +175,7 @@ def fastest_backend(name: str = "student") -> str:
         known = json.loads(memo.read_text())
     except (OSError, ValueError):
         known = {}
-    if sum(p.numel() for p in load(name).parameters()) > BIG_MODEL_PARAMS:
+    if gflops_720p(load(name)) > BIG_MODEL_GFLOPS:
         return "torch"  # the offline teacher: exporting and timing it would cost minutes, for little gain (measured)
     if known.get(key) in available_backends():
         return known[key]
@@ -179,11 +187,15 @@ def fastest_backend(name: str = "student") -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def runner(name: str = "student", backend: str = "auto", precision: str | None = None) -> Runner:
-    """A cached runner for a model name or checkpoint path on ``backend`` (see ``BACKENDS``; ``auto``: the fastest)."""
+def runner(name: str = "student", backend: str = "auto", precision: str | None = None,
+           stream: tuple[float, ...] | None = None) -> Runner:
+    """A cached runner for a model name or checkpoint path on ``backend`` (see ``BACKENDS``; ``auto``: the fastest);
+    a stream-aware net folded for ``stream`` (``kd.degrade.stream_condition`` as a tuple)."""
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"unknown backend {backend!r}; choose from {('auto', *BACKENDS)}")
     load(name)  # a missing or unknown model fails here, before any export or timing
+    if stream is not None and not registry.stream_aware(load(name)):
+        stream = None  # a blind net: one runner whatever the stream
     if backend == "auto":
-        return runner(name, fastest_backend(name), precision)
-    return _make(name, backend, precision)
+        return runner(name, fastest_backend(name), precision, stream)
+    return _make(name, backend, precision, stream)

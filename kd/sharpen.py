@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from kd.baselines import unsharp_mask
+from kd.degrade import stream_condition
 
 CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
 
@@ -101,11 +102,14 @@ def _run_tiled(run, multiple: int, rgb: np.ndarray, tile: int, overlap: int) -> 
     return out
 
 
-def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 2048, overlap: int | None = None):
+def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 2048, overlap: int | None = None,
+            stream=None):
     """Restore a degraded frame. ``image``: HxW[xC] uint8/uint16/float numpy array or PIL image (L, RGB, RGBA, I;16...).
 
     ``model``: "student" (real-time), "teacher" (best quality), "seed", "unsharp" (classical), or a checkpoint path.
     ``backend``: "auto" (the fastest lossless runtime, timed once), "torch", "onnx", "openvino", "openvino-int8".
+    ``stream``: what the receiver knows of the frame's stream, a ``kd.degrade.Degradation`` or preset name (its
+    scale and codec strength); stream-aware nets use it, blind ones ignore it. None: unknown (restore blind).
     Returns the same type, size, channels and dtype. Sides above ``tile`` px are cut into overlapping tiles (memory
     stays bounded; 1080p frames go whole); ``overlap`` defaults to the model's measured receptive field.
     """
@@ -119,7 +123,7 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
     else:
         if tile < 64 or (overlap is not None and overlap < 0):
             raise ValueError("tile must be >= 64 and overlap >= 0")
-        r = runner(str(model), backend)
+        r = runner(str(model), backend, None, None if stream is None else tuple(stream_condition(stream).tolist()))
         big = rgb.shape[0] > tile or rgb.shape[1] > tile
         out = _run_tiled(r, r.multiple, rgb, tile, (r.radius if overlap is None else overlap) if big else 0)
     result = _from_float(out, alpha, arr)

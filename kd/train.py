@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from kd import checkpoint
 from kd.data import PatchDataset, load_training, to_tensor
-from kd.degrade import preset
+from kd.degrade import preset, stream_condition
 from kd.labels import LabelledPatches, load_labels
 from kd.losses import MSSSIM_MIN_SIDE, FeatureAdapters, distillation_loss, restoration_loss
 from kd.models import CONFIGS, build, config_of, is_student
@@ -49,6 +49,10 @@ def parse_args(argv=None):
     ap.add_argument("--model", default="teacher", choices=sorted(CONFIGS), help="architecture config to train")
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help='override the architecture as JSON, e.g. \'{"arch": "student", "width": 24}\'')
+    ap.add_argument("--stream-aware", action="store_true",
+                    help="tell the net its stream (scale, codec strength: kd.models.StreamFiLM); teachers only")
+    ap.add_argument("--blind-share", type=float, default=0.2,
+                    help="share of training pairs whose stream is not told (a stream-aware net must work blind too)")
     ap.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint: distil from it (students only)")
     ap.add_argument("--teacher-labels", type=Path, default=None,
                     help="distil from teacher outputs stored by `python -m kd.labels` instead of running the teacher")
@@ -126,8 +130,12 @@ def score(metrics: dict) -> float:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, val: dict, device, autocast, chunk: int = 8) -> dict:
-    """PSNR gain over the degraded input per preset, and on `clean` the PSNR of the output against its input."""
+def validate(model: nn.Module, val: dict, device, autocast, chunk: int = 8, told: bool = True) -> dict:
+    """PSNR gain over the degraded input per preset, and on `clean` the PSNR of the output against its input.
+
+    A stream-aware net is told each preset's stream (as a receiver knows its own) and scored a second time blind
+    (``blind_*`` keys, not in the score): uploads come without a stream.
+    """
     model.eval()
     out = {}
     for name, (degraded, clean) in val.items():
@@ -135,7 +143,7 @@ def validate(model: nn.Module, val: dict, device, autocast, chunk: int = 8) -> d
         for i in range(0, len(clean), chunk):
             x, y = to_tensor(degraded[i: i + chunk]).to(device), to_tensor(clean[i: i + chunk]).to(device)
             with autocast:
-                r = model(x)
+                r = model(x, stream=stream_condition(name) if told else None)
             r = (r.float().clamp(0, 1) * 255).round() / 255  # score what a user would save: 8-bit
             se_in += ((x - y) ** 2).sum().item()
             se_out += ((r - y) ** 2).sum().item()
@@ -145,6 +153,8 @@ def validate(model: nn.Module, val: dict, device, autocast, chunk: int = 8) -> d
         else:
             out[f"gain_{name}"] = round(10 * math.log10(se_in / max(se_out, 1e-12)), 4)
     out["score"] = round(score(out), 4)
+    if told and getattr(model, "film", None) is not None:
+        out |= {f"blind_{k}": v for k, v in validate(model, val, device, autocast, chunk, told=False).items()}
     return out
 
 
@@ -155,10 +165,10 @@ class WithAdapters(nn.Module):
         super().__init__()
         self.model, self.adapters = model, adapters
 
-    def forward(self, x, teacher_feats=None):
+    def forward(self, x, teacher_feats=None, stream=None):
         if self.adapters is None or teacher_feats is None:
-            return self.model(x), None
-        out, feats = self.model(x, return_features=True)
+            return self.model(x, stream=stream), None
+        out, feats = self.model(x, return_features=True, stream=stream)
         return out, self.adapters(feats, teacher_feats)
 
 
@@ -195,8 +205,9 @@ def main(argv=None):
 
     # --- models ---------------------------------------------------------------------------------
     try:
-        model = build(a.model_config or a.model)
-    except ValueError as e:  # an unknown architecture or config key: say which, no traceback
+        config = dict(CONFIGS[a.model] if a.model_config is None else a.model_config)
+        model = build(config | {"stream": True} if a.stream_aware else config)
+    except (ValueError, TypeError) as e:  # an unknown architecture or config key: say which, no traceback
         raise SystemExit(f"--model-config: {e}") from None
     student = is_student(config_of(model))
     if (a.teacher or a.teacher_labels) and not student:
@@ -204,8 +215,10 @@ def main(argv=None):
     if not student and a.msssim_weight > 0 and a.patch < MSSSIM_MIN_SIDE:  # say so before the data loads, not mid-step
         raise SystemExit(f"--patch {a.patch} is too small for the MS-SSIM loss (needs >= {MSSSIM_MIN_SIDE} px): "
                          f"raise --patch or pass --msssim-weight 0")
-    if a.init:
-        model.load_state_dict(checkpoint.load_state(a.init, prefer_ema=True)["model"])
+    if a.init:  # a blind net's weights can start a stream-aware one: its FiLM starts at the identity
+        missing, unexpected = model.load_state_dict(checkpoint.load_state(a.init, prefer_ema=True)["model"], strict=False)
+        if unexpected or any(not k.startswith("film.") for k in missing):
+            raise SystemExit(f"--init {a.init} does not fit this architecture (missing {missing}, unexpected {unexpected})")
     model = model.to(device, memory_format=fmt)
     teacher = adapters = None
     if a.teacher:
@@ -224,6 +237,8 @@ def main(argv=None):
     best_path = a.out.with_suffix(".best.pt")
     if a.resume and a.out.exists():
         ckpt = checkpoint.load_state(a.out)
+        if config_of(build(ckpt["config"])) != config_of(model):  # (keys added since then take their defaults)
+            raise SystemExit(f"--resume: {a.out} holds {ckpt['config']}, these flags build {config_of(model)}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if adapters is not None and ckpt.get("adapters"):
@@ -242,7 +257,7 @@ def main(argv=None):
         ds = LabelledPatches(load_labels(a.teacher_labels), a.patch, seed=a.seed * 1000 + step, rank=rank)
     else:
         ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
-                          weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom)  # a new stream on resume
+                          weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom, blind_share=a.blind_share)  # a new stream on resume
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
                                               pin_memory=device.type == "cuda", persistent_workers=a.workers > 0,
                                               worker_init_fn=leave_sigterm_to_the_main))
@@ -274,22 +289,23 @@ def main(argv=None):
     try:
         while not finished():
             t_step = time.time()
-            x, y, *stored = (t.to(device, non_blocking=True).contiguous(memory_format=fmt) for t in next(loader))
+            x, y, stream, *stored = (t.to(device, non_blocking=True) for t in next(loader))
+            x, y, *stored = (t.contiguous(memory_format=fmt) for t in (x, y, *stored))
             lr = lr_at(step, progress(), a)
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast:
                 if not student:
-                    loss = restoration_loss(net(x)[0], y, a.msssim_weight)
+                    loss = restoration_loss(net(x, stream=stream)[0], y, a.msssim_weight)
                 elif stored:  # --teacher-labels: the teacher's output came with the batch
-                    loss = distillation_loss(net(x)[0], y, stored[0], a.alpha, pixel=a.pixel_loss)
+                    loss = distillation_loss(net(x, stream=stream)[0], y, stored[0], a.alpha, pixel=a.pixel_loss)
                 elif teacher is not None:
                     with torch.no_grad():
-                        t_out, t_feats = teacher(x, return_features=True)
-                    out, feat = net(x, t_feats)
+                        t_out, t_feats = teacher(x, return_features=True, stream=stream)
+                    out, feat = net(x, t_feats, stream=stream)
                     loss = distillation_loss(out, y, t_out, a.alpha, feat, a.feature_weight, a.pixel_loss)
                 else:
-                    loss = distillation_loss(net(x)[0], y, pixel=a.pixel_loss)
+                    loss = distillation_loss(net(x, stream=stream)[0], y, pixel=a.pixel_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if a.grad_clip:

@@ -67,8 +67,9 @@ def test_labelled_patches_crop_and_flip_all_three_alike():
     labels = {"degraded": degraded, "clean": degraded + 50, "teacher": 255 - degraded}
     stream = iter(LabelledPatches(labels, 32, seed=1))
     for _ in range(10):
-        x, y, t = (v.numpy() * 255 for v in next(stream))
-        assert x.shape == (3, 32, 32)
+        x, y, told, t = next(stream)
+        x, y, t = (v.numpy() * 255 for v in (x, y, t))
+        assert x.shape == (3, 32, 32) and not told.any()  # the labels do not record the stream
         assert np.allclose(y, x + 50, atol=1e-3) and np.allclose(t, 255 - x, atol=1e-3)
     with pytest.raises(SystemExit, match="larger"):
         LabelledPatches(labels, 64)

@@ -93,3 +93,31 @@ def test_coring_drops_small_corrections_and_shrinks_large_ones():
         cored = net(x) - x
     assert (cored.abs() <= (plain.abs() - 1 / 255).clamp(min=0) + 1e-6).all()
     assert (cored == 0).float().mean() > (plain == 0).float().mean()
+
+
+def test_stream_aware_teacher_starts_blind_and_folds_per_stream():
+    """A stream-aware teacher initialised from a blind one computes the same (FiLM starts at the identity); once
+    trained, each stream gives its own output, and the net folded for one stream is a plain teacher equal to the
+    told one (max abs diff < 1e-4)."""
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    blind = build({"arch": "teacher", "blocks": 2, "width": 8, "unshuffle": 2}).eval()
+    torch.nn.init.normal_(blind.tail.weight, std=0.05)
+    aware = build(config_of(blind) | {"stream": True}).eval()
+    missing, unexpected = aware.load_state_dict(blind.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("film.") for k in missing)
+    x = torch.rand(2, 3, 32, 48)
+    mild, severe = stream_condition("mild"), stream_condition("severe")
+    with torch.no_grad():
+        assert torch.allclose(aware(x, stream=mild), blind(x), atol=1e-6)
+        for p in aware.film.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        told_mild, told_severe, not_told = aware(x, stream=mild), aware(x, stream=severe), aware(x)
+        assert (told_mild - told_severe).abs().max() > 0.01 and (told_mild - not_told).abs().max() > 0.01
+        plain = aware.for_stream(mild)
+        assert config_of(plain)["stream"] is False and count_params(plain) == count_params(blind)
+        assert (plain(x) - told_mild).abs().max() < 1e-4
+        per_frame = aware(x, stream=torch.stack([torch.from_numpy(mild), torch.from_numpy(severe)]))
+        assert torch.allclose(per_frame[0], told_mild[0], atol=1e-6) and torch.allclose(per_frame[1], told_severe[1], atol=1e-6)
+    assert blind.for_stream(mild) is blind  # a blind net has nothing to fold

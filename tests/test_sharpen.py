@@ -104,3 +104,33 @@ def test_bad_input_gives_a_clear_error(bad, match, net_path):
 def test_unknown_model_is_an_error(odd_photo):
     with pytest.raises(ValueError, match="unknown model"):
         kd.sharpen(odd_photo, model="gigantic")
+
+
+def test_stream_reaches_a_stream_aware_net_on_every_backend(odd_photo, net_path, tmp_path):
+    """``stream=`` tells a stream-aware net what the receiver knows (exported runtimes get the net folded for that
+    stream, cached apart); a blind net gives the same output whatever the stream."""
+    import torch
+
+    from kd import checkpoint
+    from kd.degrade import stream_condition
+    from kd.models import build
+    from kd.runtime import available_backends
+
+    torch.manual_seed(1)
+    net = build({"arch": "teacher", "blocks": 1, "width": 8, "unshuffle": 2, "stream": True}).eval()
+    for p in (*net.film.parameters(), net.tail.weight):
+        torch.nn.init.normal_(p, std=0.1)
+    path = str(tmp_path / "aware.pt")
+    checkpoint.save(path, net)
+    x = torch.from_numpy(odd_photo[:96, :128]).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expect = {s: (net(x, stream=stream_condition(s)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255)
+                  for s in ("mild", "severe", None)}
+    img = odd_photo[:96, :128]
+    for backend in [b for b in ("torch", "onnx", "openvino") if b in available_backends()]:
+        outs = {s: kd.sharpen(img, model=path, backend=backend, stream=s).astype(float) for s in ("mild", "severe", None)}
+        for s, out in outs.items():
+            assert np.abs(out - expect[s]).max() <= 1.01, (backend, s)
+        assert np.abs(outs["mild"] - outs["severe"]).max() > 2  # the stream really changes the result
+    blind = [kd.sharpen(img, model=net_path, backend="torch", stream=s) for s in ("mild", "severe", None)]
+    assert np.array_equal(blind[0], blind[1]) and np.array_equal(blind[0], blind[2])

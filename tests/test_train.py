@@ -230,3 +230,31 @@ def test_ddp_all_reduces_the_feature_adapters(tmp_path):
     mp.spawn(_ddp_rank, args=(2, port, tmp_path), nprocs=2, join=True)
     a, b = torch.load(out_path(tmp_path))
     assert a.abs().sum() > 0 and torch.allclose(a, b)
+
+
+def test_patches_come_with_their_stream_and_some_are_blind():
+    """Each pair carries the ``stream_condition`` of the degradation that made it; ``blind_share`` of them are not told."""
+    from kd.degrade import stream_condition
+
+    ds = PatchDataset([skdata.astronaut()], 64, seed=1, degradation=preset("severe"), blind_share=0.3)
+    streams = np.stack([s.numpy() for _, (_, _, s) in zip(range(200), iter(ds))])
+    told = streams[:, 0] == 1
+    assert 0.6 < told.mean() < 0.8 and not streams[~told].any()
+    assert (streams[told] == stream_condition("severe")).all()
+
+
+def test_a_blind_teacher_starts_a_stream_aware_run_and_resume_checks_the_config(photo_dir, tmp_path):
+    blind, aware = tmp_path / "blind.pt", tmp_path / "aware.pt"
+    tiny = ["--model-config", '{"arch": "teacher", "blocks": 1, "width": 8}', "--data", str(photo_dir),
+            "--val-data", str(photo_dir), "--batch", "2", "--patch", "64", "--msssim-weight", "0", "--workers", "0",
+            "--eval-every", "2"]
+    train_main([*tiny, "--steps", "2", "--out", str(blind)])
+    train_main([*tiny, "--steps", "4", "--stream-aware", "--init", str(blind), "--out", str(aware)])
+    ckpt = checkpoint.load_state(aware)
+    assert ckpt["config"]["stream"] is True and any(k.startswith("film.") for k in ckpt["model"])
+    rec = json.loads(aware.with_suffix(".log.jsonl").read_text().splitlines()[-1])
+    assert {"score", "blind_score", "gain_mild", "blind_gain_mild"} <= set(rec)  # told, and blind as uploads are
+    with pytest.raises(SystemExit, match="these flags build"):  # resuming it without --stream-aware
+        train_main([*tiny, "--steps", "6", "--resume", "--out", str(aware)])
+    with pytest.raises(SystemExit, match="does not fit"):  # a stream-aware net does not --init a blind one
+        train_main([*tiny, "--steps", "2", "--init", str(aware), "--out", str(tmp_path / "x.pt")])

@@ -92,7 +92,7 @@ def live_frame(frame, preset: str, clock: tuple | None):
     t0 = time.perf_counter()
     small, _ = imagefile.fit_to_limit(np.ascontiguousarray(frame[:, :, :3]), LIVE_PIXELS)
     src = kd.degrade(small, preset) if preset in PRESETS else small
-    out = kd.sharpen(src, model="student")
+    out = kd.sharpen(src, model="student", stream=preset if preset in PRESETS else None)
     now = time.perf_counter()
     last, gap = clock or (None, None)
     if last is not None:  # smoothed time between delivered frames: what the viewer really gets

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from kd.baselines import unsharp_mask
-from kd.degrade import stream_condition
+from kd.degrade import PRESETS, stream_condition
 
 CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
 
@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                     help="auto: the fastest lossless runtime on this machine, timed once")
     ap.add_argument("--tile", type=int, default=2048, help="sides above this many px are cut into tiles (memory)")
+    ap.add_argument("--stream", default=None, choices=sorted(PRESETS),
+                    help="what happened to the frames, if known (a preset): stream-aware models use it")
     ap.add_argument("--suffix", default="out", help="added to output names: NAME_SUFFIX.EXT ('' for none)")
     ap.add_argument("--ext", default="auto", choices=["auto", "png", "jpg", "webp", "tif"],
                     help="output format; auto keeps the input's")
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
             ap.error(f"{dst} would overwrite its input: give another --output or a --suffix")
         try:
             image, _ = imagefile.read(path)
-            imagefile.write(dst, sharpen(image, model=a.model, backend=a.backend, tile=a.tile))
+            imagefile.write(dst, sharpen(image, model=a.model, backend=a.backend, tile=a.tile, stream=a.stream))
         except (ValueError, OSError) as e:
             tqdm.write(f"skipped: {e}", file=sys.stderr)
             failed += 1

@@ -33,3 +33,20 @@ def net_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("weights") / "student.pt"
     checkpoint.save(path, net)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def aware_net_path(tmp_path_factory) -> str:
+    """A small stream-aware teacher with random FiLM and tail weights: each stream gives a visibly different output."""
+    import torch
+
+    from kd import checkpoint
+    from kd.models import build
+
+    torch.manual_seed(1)
+    net = build({"arch": "teacher", "blocks": 1, "width": 8, "unshuffle": 2, "stream": True})
+    for p in (*net.film.parameters(), net.tail.weight):
+        torch.nn.init.normal_(p, std=0.1)
+    path = tmp_path_factory.mktemp("weights") / "aware.pt"
+    checkpoint.save(path, net)
+    return str(path)

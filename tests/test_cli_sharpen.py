@@ -89,3 +89,14 @@ def test_image_files_keep_depth_and_big_ones_are_checked_first(tmp_path, photo):
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
     with pytest.raises(ValueError, match="too large"):
         read(tmp_path / "bomb.png", max_pixels=300_000, decode_limit=50_000_000)
+
+
+def test_stream_flag_tells_a_stream_aware_model(tmp_path, odd_photo, aware_net_path):
+    import kd
+
+    write(tmp_path / "frame.png", odd_photo)
+    assert main(["-i", str(tmp_path / "frame.png"), "-o", str(tmp_path / "told.png"), "--model", aware_net_path,
+                 "--backend", "torch", "--stream", "severe"]) == 0
+    told, _ = read(tmp_path / "told.png")
+    assert np.array_equal(told, kd.sharpen(odd_photo, model=aware_net_path, backend="torch", stream="severe"))
+    assert not np.array_equal(told, kd.sharpen(odd_photo, model=aware_net_path, backend="torch"))

@@ -61,23 +61,13 @@ def test_waifu2x_peer_row(photos, tmp_path):
     assert (tmp_path / "cache" / "waifu2x_noise.json").exists()
 
 
-def test_a_stream_aware_net_is_told_each_presets_stream(photos, tmp_path):
+def test_a_stream_aware_net_is_told_each_presets_stream(photos, tmp_path, aware_net_path):
     """"PATH+stream" tells the net each preset's stream: its scores differ from the same net run blind, and are
     cached apart."""
-    import torch
-
-    from kd import checkpoint
-    from kd.models import build
-
-    torch.manual_seed(2)
-    net = build({"arch": "teacher", "blocks": 1, "width": 8, "unshuffle": 2, "stream": True})
-    for p in (*net.film.parameters(), net.tail.weight):
-        torch.nn.init.normal_(p, std=0.1)
-    path = tmp_path / "aware.pt"
-    checkpoint.save(path, net)
     evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache",
                    str(tmp_path / "cache"), "--presets", "mild", "severe", "--method", "degraded input=none",
-                   "--method", f"blind={path}", "--method", f"told={path}+stream", "--out", str(tmp_path / "out")])
+                   "--method", f"blind={aware_net_path}", "--method", f"told={aware_net_path}+stream",
+                   "--out", str(tmp_path / "out")])
     table = pd.read_csv(tmp_path / "out" / "eval.csv").set_index(["method", "preset"])
     assert table.loc[("told", "mild"), "params"] == table.loc[("blind", "mild"), "params"] > 0
     for preset in ("mild", "severe"):

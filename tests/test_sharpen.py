@@ -106,31 +106,37 @@ def test_unknown_model_is_an_error(odd_photo):
         kd.sharpen(odd_photo, model="gigantic")
 
 
-def test_stream_reaches_a_stream_aware_net_on_every_backend(odd_photo, net_path, tmp_path):
+def test_stream_reaches_a_stream_aware_net_on_every_backend(odd_photo, net_path, aware_net_path):
     """``stream=`` tells a stream-aware net what the receiver knows (exported runtimes get the net folded for that
     stream, cached apart); a blind net gives the same output whatever the stream."""
     import torch
 
     from kd import checkpoint
     from kd.degrade import stream_condition
-    from kd.models import build
     from kd.runtime import available_backends
 
-    torch.manual_seed(1)
-    net = build({"arch": "teacher", "blocks": 1, "width": 8, "unshuffle": 2, "stream": True}).eval()
-    for p in (*net.film.parameters(), net.tail.weight):
-        torch.nn.init.normal_(p, std=0.1)
-    path = str(tmp_path / "aware.pt")
-    checkpoint.save(path, net)
-    x = torch.from_numpy(odd_photo[:96, :128]).permute(2, 0, 1)[None].float() / 255
+    net = checkpoint.load_model(aware_net_path)
+    img = odd_photo[:96, :128]
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         expect = {s: (net(x, stream=stream_condition(s)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255)
                   for s in ("mild", "severe", None)}
-    img = odd_photo[:96, :128]
     for backend in [b for b in ("torch", "onnx", "openvino") if b in available_backends()]:
-        outs = {s: kd.sharpen(img, model=path, backend=backend, stream=s).astype(float) for s in ("mild", "severe", None)}
+        outs = {s: kd.sharpen(img, model=aware_net_path, backend=backend, stream=s).astype(float)
+                for s in ("mild", "severe", None)}
         for s, out in outs.items():
             assert np.abs(out - expect[s]).max() <= 1.01, (backend, s)
         assert np.abs(outs["mild"] - outs["severe"]).max() > 2  # the stream really changes the result
     blind = [kd.sharpen(img, model=net_path, backend="torch", stream=s) for s in ("mild", "severe", None)]
     assert np.array_equal(blind[0], blind[1]) and np.array_equal(blind[0], blind[2])
+
+
+def test_the_simulator_tells_a_stream_aware_net_what_it_did(photo, aware_net_path):
+    """The app's simulator knows the degradation it applied, as a receiver knows its stream."""
+    from kd.compare import simulate
+    from kd.degrade import degrade
+
+    images, table = simulate(photo[:128, :128], "severe", (aware_net_path,), backend="torch")
+    told = kd.sharpen(degrade(photo[:128, :128], "severe"), model=aware_net_path, backend="torch", stream="severe")
+    blind = kd.sharpen(degrade(photo[:128, :128], "severe"), model=aware_net_path, backend="torch")
+    assert np.array_equal(images[aware_net_path], told) and not np.array_equal(told, blind)

@@ -179,13 +179,14 @@ class Student(nn.Module):
     ``coring`` (levels) soft-thresholds the correction at inference, set when shipping (see ``core``).
 
     ``rep=True`` trains each 3×3 conv as a ``RepConv``; ``fold()`` turns it into the plain net with the same outputs.
+    ``stream=True``: told the stream (``StreamFiLM`` on every 3×3 conv); ``for_stream`` folds it away.
     """
 
     def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1, rep: bool = False,
-                 coring: float = 0.0):
+                 coring: float = 0.0, stream: bool = False):
         super().__init__()
         self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel, rep=rep,
-                           coring=coring)
+                           coring=coring, stream=stream)
         c = 3 * unshuffle**2
         conv3 = RepConv if rep else (lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1))
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
@@ -194,17 +195,19 @@ class Student(nn.Module):
         self.tail = nn.Conv2d(width, c, tail_kernel, padding=tail_kernel // 2)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        self.film = StreamFiLM([width] * (1 + convs)) if stream else None
 
     @property
     def multiple(self) -> int:
         return self.config["unshuffle"]
 
-    def forward(self, x, return_features: bool = False, stream=None):  # blind: ``stream`` is not used
+    def forward(self, x, return_features: bool = False, stream=None):
+        films = self.film(stream_batch(stream, x)) if self.film is not None else [None] * (1 + len(self.body))
         # leaky: in a plain conv chain a dead ReLU layer cuts every path to the output (seen at lr 2e-3)
-        y = F.leaky_relu(self.head(self.unshuffle(x - 0.5)), 0.1)
+        y = F.leaky_relu(modulate(self.head(self.unshuffle(x - 0.5)), films[0]), 0.1)
         feats = []
         for i, conv in enumerate(self.body):
-            y = F.leaky_relu(conv(y), 0.1)
+            y = F.leaky_relu(modulate(conv(y), films[1 + i]), 0.1)
             if i in self.feature_points():
                 feats.append(y)
         out = x + core(self.shuffle(self.tail(y)), self.config["coring"])
@@ -222,6 +225,21 @@ class Student(nn.Module):
         plain.head = self.head.folded()
         plain.body = nn.ModuleList(c.folded() for c in self.body)
         plain.tail.load_state_dict(self.tail.state_dict())
+        if self.film is not None:
+            plain.film.load_state_dict(self.film.state_dict())
+        return plain.eval()
+
+    @torch.no_grad()
+    def for_stream(self, stream) -> "Student":
+        """The plain blind-architecture student that restores this stream's frames as this one does when told it."""
+        net = self.fold()
+        if net.film is None:
+            return net
+        films = net.film(stream_batch(stream, torch.zeros(1, 1)))
+        plain = Student(**(net.config | {"stream": False}))
+        plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("film.")})
+        plain.head = fold_film(net.head, films[0])
+        plain.body = nn.ModuleList(fold_film(c, f) for c, f in zip(net.body, films[1:]))
         return plain.eval()
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from kd.checkpoint import export_weights, load_model
 from kd.data import load_validation, to_tensor
+from kd.degrade import stream_condition
 from kd.metrics import psnr
 from kd.models import config_of
 
@@ -25,23 +26,26 @@ CORING_FLOOR = 43.0  # dB from the input on clean validation crops after coring:
 
 
 @torch.no_grad()
-def _saved(model: nn.Module, images: np.ndarray) -> np.ndarray:
+def _saved(model: nn.Module, images: np.ndarray, stream: str | None = None) -> np.ndarray:
     """The model's output on NxHxWx3 uint8 images, as the 8-bit images a user would save."""
-    return (model(to_tensor(images)).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    out = model(to_tensor(images), stream=None if stream is None else stream_condition(stream))
+    return (out.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def choose_coring(model: nn.Module, clean: np.ndarray, mild: tuple[np.ndarray, np.ndarray] | None = None,
                   floor: float = CORING_FLOOR, step: float = 0.5, most: float = 4.0) -> float:
     """The smallest soft threshold (levels, in ``step``s, at most ``most``) that does no harm: the output on the
     clean crops (NxHxWx3 uint8) stays ≥ ``floor`` dB from its input, pooled over the crops as training validates,
-    and, given ``mild`` (degraded, clean) crops, lightly damaged frames are not made worse."""
+    and, given ``mild`` (degraded, clean) crops, lightly damaged frames are not made worse. A stream-aware net must
+    pass both blind (an upload) and told (a receiver that knows its stream)."""
     mild_before = psnr(*mild) if mild is not None else None
+    told = getattr(model, "film", None) is not None
     levels = 0.0
     while levels < most:
         model.config["coring"] = levels
-        ok = psnr(_saved(model, clean), clean) >= floor
+        ok = all(psnr(_saved(model, clean, s), clean) >= floor for s in (None, "clean")[: 1 + told])
         if ok and mild is not None:
-            ok = psnr(_saved(model, mild[0]), mild[1]) >= mild_before
+            ok = all(psnr(_saved(model, mild[0], s), mild[1]) >= mild_before for s in (None, "mild")[: 1 + told])
         if ok:
             break
         levels += step

@@ -50,7 +50,7 @@ def parse_args(argv=None):
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help='override the architecture as JSON, e.g. \'{"arch": "student", "width": 24}\'')
     ap.add_argument("--stream-aware", action="store_true",
-                    help="tell the net its stream (scale, codec strength: kd.models.StreamFiLM); teachers only")
+                    help="tell the net its stream (scale, codec strength: kd.models.StreamFiLM), folded away per stream to run")
     ap.add_argument("--blind-share", type=float, default=0.2,
                     help="share of training pairs whose stream is not told (a stream-aware net must work blind too)")
     ap.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint: distil from it (students only)")

@@ -38,7 +38,7 @@ def test_config_round_trip_through_checkpoint(tmp_path):
     checkpoint.save(tmp_path / "s.pt", net, step=3)
     back = checkpoint.load_model(tmp_path / "s.pt")
     assert config_of(back) == config_of(net) == {"arch": "student", "width": 16, "convs": 2, "unshuffle": 4,
-                                                 "tail_kernel": 1, "rep": False, "coring": 0.0}
+                                                 "tail_kernel": 1, "rep": False, "coring": 0.0, "stream": False}
     x = torch.rand(1, 3, 40, 24)
     with torch.no_grad():
         assert torch.equal(back(x), net.eval()(x))
@@ -121,3 +121,25 @@ def test_stream_aware_teacher_starts_blind_and_folds_per_stream():
         per_frame = aware(x, stream=torch.stack([torch.from_numpy(mild), torch.from_numpy(severe)]))
         assert torch.allclose(per_frame[0], told_mild[0], atol=1e-6) and torch.allclose(per_frame[1], told_severe[1], atol=1e-6)
     assert blind.for_stream(mild) is blind  # a blind net has nothing to fold
+
+
+def test_stream_aware_rep_student_folds_to_the_plain_real_time_net(tmp_path):
+    """Re-parameterised and told the stream in training; for one stream, a plain student of the shipped size."""
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    net = build(CONFIGS["student-rep"] | {"stream": True}).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(2, 3, 48, 64)
+    call = stream_condition("call")
+    with torch.no_grad():
+        plain = net.for_stream(call)
+        assert config_of(plain) == config_of(build("student")) | {"coring": 0.0}
+        assert (plain(x) - net(x, stream=call)).abs().max() < 1e-4
+        assert (net(x, stream=call) - net(x)).abs().max() > 0.01
+        checkpoint.save(tmp_path / "s.pt", net)
+        loaded = checkpoint.load_model(tmp_path / "s.pt")  # folds the branches, keeps the FiLM
+        assert config_of(loaded)["rep"] is False and config_of(loaded)["stream"] is True
+        assert (loaded(x, stream=call) - net(x, stream=call)).abs().max() < 1e-4
+    assert gflops(plain, 720, 1280) == gflops(build("student"), 720, 1280)

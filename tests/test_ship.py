@@ -30,6 +30,22 @@ def test_coring_is_the_smallest_step_that_keeps_clean_frames_above_the_floor():
     assert ship.choose_coring(offset_student(3.3), clean, mild, floor=40.0) == 3.0
 
 
+def test_coring_of_a_stream_aware_net_also_protects_the_told_stream():
+    """A net that shifts clean frames only when told "clean" must be cored too (checking blind alone saw no harm)."""
+    net = build({"arch": "student", "width": 8, "convs": 1, "unshuffle": 4, "stream": True})
+    with torch.no_grad():
+        for conv in (net.head, *net.body):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        net.film.mlp[0].weight.zero_()
+        net.film.mlp[0].bias.zero_()
+        net.film.mlp[0].weight[0, 0] = 1.0  # hidden unit 0 = "the stream is known"
+        net.film.mlp[-1].weight[3 * 8, 0] = 3.3  # ... shifts the body conv's channel 0 by 3.3
+        net.tail.weight[:, 0] = 1 / 255  # ... which the tail adds as +3.3 levels
+    clean = np.stack([skdata.astronaut()[100:164, 100:164], skdata.coffee()[50:114, 200:264]])
+    assert ship.choose_coring(net.eval(), clean, floor=43.0) == 2.0
+
+
 def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
     val = tmp_path / "val"
     write_image(val / "astronaut.png", skdata.astronaut())

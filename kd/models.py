@@ -68,6 +68,15 @@ def fold_film(conv: nn.Conv2d, film: tuple[torch.Tensor, torch.Tensor]) -> nn.Co
     return out
 
 
+@torch.no_grad()
+def without_film(net: nn.Module, stream) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """A blind copy of a stream-aware ``net`` (same weights, no FiLM) and the modulations it gives ``stream``,
+    for the caller to fold into the copy's convs."""
+    plain = type(net)(**(net.config | {"stream": False}))
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("film.")})
+    return plain, net.film(stream_batch(stream, torch.zeros(1, 1)))
+
+
 def stream_batch(stream, x: torch.Tensor) -> torch.Tensor:
     """A stream condition (None, one vector, or one per frame) as an N×4 tensor on ``x``'s device."""
     if stream is None:
@@ -135,9 +144,7 @@ class Teacher(nn.Module):
         """The plain (blind-architecture) teacher that restores frames of this stream as this one does when told it."""
         if self.film is None:
             return self
-        films = self.film(stream_batch(stream, torch.zeros(1, 1)))
-        plain = Teacher(**(self.config | {"stream": False}))
-        plain.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("film.")})
+        plain, films = without_film(self, stream)
         plain.head = fold_film(self.head, films[0])
         for block, film in zip(plain.body, films[1:]):
             block.conv1 = fold_film(block.conv1, film)
@@ -235,9 +242,7 @@ class Student(nn.Module):
         net = self.fold()
         if net.film is None:
             return net
-        films = net.film(stream_batch(stream, torch.zeros(1, 1)))
-        plain = Student(**(net.config | {"stream": False}))
-        plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("film.")})
+        plain, films = without_film(net, stream)
         plain.head = fold_film(net.head, films[0])
         plain.body = nn.ModuleList(fold_film(c, f) for c, f in zip(net.body, films[1:]))
         return plain.eval()

@@ -419,7 +419,7 @@ class PatchDataset(torch.utils.data.IterableDataset):
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
                  degradation: Degradation | None = None, weights: np.ndarray | None = None,
                  codec_pairs: list[tuple[int, np.ndarray]] = (), codec_share: float = 0.3, zoom: float = 1.0,
-                 blind_share: float = 0.2):
+                 blind_share: float = 0.2, scale_only_share: float = 0.2):
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
         if not keep:
             raise ValueError(f"no training image is at least {patch}px on its short side")
@@ -429,21 +429,25 @@ class PatchDataset(torch.utils.data.IterableDataset):
         self.patch, self.seed, self.rank, self.codec_share, self.zoom = patch, seed, rank, codec_share, zoom
         self.degradation = degradation  # None = random training distribution; or a fixed Degradation
         self.blind_share = blind_share  # pairs whose stream is not told (a stream-aware net must also work blind)
+        self.scale_only_share = scale_only_share  # of the told ones, told the scale but not the codec (calls)
         w = np.ones(len(self.images)) if weights is None else np.asarray(weights, float)[keep]
         self.weights = w / w.sum()
 
     def sample(self, rng: np.random.Generator, codecs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One (degraded, clean) uint8 patch pair and its ``stream_condition`` (zeros where it is not told)."""
         told = rng.random() >= self.blind_share
+        scale_only = rng.random() < self.scale_only_share
         if self.degradation is None and self.codec_pairs and rng.random() < self.codec_share:
             i, small = self.codec_pairs[rng.integers(len(self.codec_pairs))]
             clean = self.images[i]
             pair = paired_random_crop(display(small, clean.shape[:2]), clean, self.patch, rng)
-            return *augment(list(pair), rng), stream_condition(None)  # packed pairs do not record their QP
+            scale = min(8.0, max(1.0, clean.shape[1] / small.shape[1]))  # packed pairs do not record their QP
+            return *augment(list(pair), rng), stream_condition(scale if told else None)
         img = self.images[rng.choice(len(self.images), p=self.weights)]
         clean = augment([zoomed_crop(img, self.patch, self.zoom, rng)], rng)[0]
         d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs)
-        return degrade(clean, d), clean, stream_condition(d if told else None)
+        stream = stream_condition(None if not told else d.scale if scale_only else d)
+        return degrade(clean, d), clean, stream
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

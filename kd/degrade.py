@@ -62,20 +62,28 @@ def preset(name: str) -> Degradation:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
 
 
-STREAM_FEATURES = 4  # the length of ``stream_condition``'s vector
+STREAM_FEATURES = 5  # the length of ``stream_condition``'s vector
 
 
-def stream_condition(d: Degradation | str | None) -> np.ndarray:
-    """What a receiver knows about its stream, as the numbers a stream-aware net is told (float32, length 4):
-    [1 (known), log2(scale) / 2, JPEG strength (100 − quality) / 90, video QP / 51]. The sender's blur is not known
-    to the receiver and is left out. ``None`` (an uploaded photo, say): all zeros, and the net restores blind."""
+def stream_condition(d: Degradation | str | float | None) -> np.ndarray:
+    """What a receiver knows about its stream, as the numbers a stream-aware net is told (float32, length 5):
+    [1 (scale known), log2(scale) / 2, 1 (codec known), JPEG strength (100 − quality) / 90, video QP / 51].
+
+    A ``Degradation`` or preset name: all of it but the sender's blur (the receiver cannot know that). A number: the
+    scale alone (a call knows the decoded and displayed sizes, not always the quantiser). ``None`` (an uploaded
+    photo, say): all zeros, and the net restores blind.
+    """
     if d is None:
         return np.zeros(STREAM_FEATURES, np.float32)
+    if isinstance(d, (int, float)):
+        if not 1.0 <= d <= 8.0:
+            raise ValueError(f"a stream's scale must be in [1, 8], got {d}")
+        return np.array([1.0, np.log2(d) / 2, 0.0, 0.0, 0.0], np.float32)
     if isinstance(d, str):
         d = preset(d)
     jpeg = (100 - d.quality) / 90 if d.codec == "jpeg" else 0.0
     video = d.quality / 51 if d.codec in ("h264", "h265") else 0.0
-    return np.array([1.0, np.log2(d.scale) / 2, jpeg, video], np.float32)
+    return np.array([1.0, np.log2(d.scale) / 2, 1.0, jpeg, video], np.float32)
 
 
 def video_codecs_available() -> tuple[str, ...]:

@@ -109,7 +109,8 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
     ``model``: "student" (real-time), "teacher" (best quality), "seed", "unsharp" (classical), or a checkpoint path.
     ``backend``: "auto" (the fastest lossless runtime, timed once), "torch", "onnx", "openvino", "openvino-int8".
     ``stream``: what the receiver knows of the frame's stream, a ``kd.degrade.Degradation`` or preset name (its
-    scale and codec strength); stream-aware nets use it, blind ones ignore it. None: unknown (restore blind).
+    scale and codec strength), or a number (the scale alone: displayed / decoded size); stream-aware nets use it,
+    blind ones ignore it. None: unknown (restore blind).
     Returns the same type, size, channels and dtype. Sides above ``tile`` px are cut into overlapping tiles (memory
     stays bounded; 1080p frames go whole); ``overlap`` defaults to the model's measured receptive field.
     """

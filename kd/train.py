@@ -53,6 +53,8 @@ def parse_args(argv=None):
                     help="tell the net its stream (scale, codec strength: kd.models.StreamFiLM), folded away per stream to run")
     ap.add_argument("--blind-share", type=float, default=0.2,
                     help="share of training pairs whose stream is not told (a stream-aware net must work blind too)")
+    ap.add_argument("--scale-only-share", type=float, default=0.2,
+                    help="share of the told pairs told only their scale, not the codec (what a call's receiver knows)")
     ap.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint: distil from it (students only)")
     ap.add_argument("--teacher-labels", type=Path, default=None,
                     help="distil from teacher outputs stored by `python -m kd.labels` instead of running the teacher")
@@ -257,7 +259,8 @@ def main(argv=None):
         ds = LabelledPatches(load_labels(a.teacher_labels), a.patch, seed=a.seed * 1000 + step, rank=rank)
     else:
         ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
-                          weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom, blind_share=a.blind_share)  # a new stream on resume
+                          weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom, blind_share=a.blind_share,
+                          scale_only_share=a.scale_only_share)  # a new stream on resume
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
                                               pin_memory=device.type == "cuda", persistent_workers=a.workers > 0,
                                               worker_init_fn=leave_sigterm_to_the_main))

@@ -104,8 +104,12 @@ def test_stream_condition_says_what_a_receiver_knows():
 
     assert not stream_condition(None).any()  # not told: the net restores blind
     clean, mild, medium, severe, call = (stream_condition(p) for p in ("clean", "mild", "medium", "severe", "call"))
-    assert clean.tolist() == [1, 0, 0, 0]  # told "nothing was done": the net should leave the frame alone
-    assert mild[1] < medium[1] < severe[1] and mild[2] < medium[2] < severe[2]  # scale and JPEG strength grow
-    assert call[2] == 0 and call[3] == pytest.approx(32 / 51) and medium[3] == 0  # video QP apart from JPEG quality
+    assert clean.tolist() == [1, 0, 1, 0, 0]  # told "nothing was done": the net should leave the frame alone
+    assert mild[1] < medium[1] < severe[1] and mild[3] < medium[3] < severe[3]  # scale and JPEG strength grow
+    assert call[3] == 0 and call[4] == pytest.approx(32 / 51) and medium[4] == 0  # video QP apart from JPEG quality
     blurred = Degradation(scale=2.0, codec="jpeg", quality=30, blur=0.8)
     assert (stream_condition(blurred) == medium).all()  # the sender's blur is not known to the receiver
+    scale_only = stream_condition(2.0)  # a call knows its sizes, not always the quantiser
+    assert scale_only[:2].tolist() == medium[:2].tolist() and not scale_only[2:].any()
+    with pytest.raises(ValueError, match="scale"):
+        stream_condition(0.5)

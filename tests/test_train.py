@@ -233,14 +233,18 @@ def test_ddp_all_reduces_the_feature_adapters(tmp_path):
 
 
 def test_patches_come_with_their_stream_and_some_are_blind():
-    """Each pair carries the ``stream_condition`` of the degradation that made it; ``blind_share`` of them are not told."""
+    """Each pair carries the ``stream_condition`` of the degradation that made it; ``blind_share`` of them are not
+    told, and ``scale_only_share`` of the told ones only their scale."""
     from kd.degrade import stream_condition
 
-    ds = PatchDataset([skdata.astronaut()], 64, seed=1, degradation=preset("severe"), blind_share=0.3)
-    streams = np.stack([s.numpy() for _, (_, _, s) in zip(range(200), iter(ds))])
-    told = streams[:, 0] == 1
+    ds = PatchDataset([skdata.astronaut()], 64, seed=1, degradation=preset("severe"), blind_share=0.3,
+                      scale_only_share=0.5)
+    streams = np.stack([s.numpy() for _, (_, _, s) in zip(range(400), iter(ds))])
+    told, codec_told = streams[:, 0] == 1, streams[:, 2] == 1
     assert 0.6 < told.mean() < 0.8 and not streams[~told].any()
-    assert (streams[told] == stream_condition("severe")).all()
+    assert 0.4 < codec_told[told].mean() < 0.6 and not codec_told[~told].any()
+    assert (streams[codec_told] == stream_condition("severe")).all()
+    assert (streams[told & ~codec_told] == stream_condition(3.0)).all()
 
 
 def test_a_blind_teacher_starts_a_stream_aware_run_and_resume_checks_the_config(photo_dir, tmp_path):

@@ -4,7 +4,9 @@
 
 Each log is one run, named by its file (say which device trained it in the name: ``student_kd_cpu``); the x axis is
 the run's own training minutes on that device (``--hours`` for long runs resumed over several sessions: the logged
-time adds up across resumes).
+time adds up across resumes). ``--chain``: the logs are stages of one run (a blind teacher, then its stream-aware
+continuation started with ``--init``), each placed after the last on the x axis. A stream-aware run's blind scores
+(``blind_gain_*``) are drawn dashed.
 """
 from __future__ import annotations
 
@@ -29,17 +31,23 @@ def main(argv=None):
     ap.add_argument("logs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/training_curve.png"))
     ap.add_argument("--hours", action="store_true", help="x axis in training hours instead of minutes")
+    ap.add_argument("--chain", action="store_true", help="the logs are consecutive stages of one run")
     a = ap.parse_args(argv)
     unit, per_hour = ("hours", 1) if a.hours else ("minutes", 60)
     fig, axes = plt.subplots(1, len(PRESETS) + 1, figsize=(4 * (len(PRESETS) + 1), 3.6))
+    start = 0.0
     for log in a.logs:
         recs = read_log(log)
-        elapsed = [r["hours"] * per_hour for r in recs]
+        elapsed = [start + r["hours"] * per_hour for r in recs]
+        start = elapsed[-1] if a.chain else 0.0
         name = log.name.split(".")[0]
-        for ax, preset in zip(axes, PRESETS):
-            if f"gain_{preset}" in recs[0]:
-                ax.plot(elapsed, [r[f"gain_{preset}"] for r in recs], marker="o", ms=2, label=name)
-        axes[-1].plot(elapsed, [r["clean_psnr"] for r in recs], marker="o", ms=2, label=name)
+        for key, label, style in (("", name, "-"), ("blind_", f"{name} (blind)", "--")):
+            if f"{key}clean_psnr" not in recs[0]:
+                continue
+            for ax, preset in zip(axes, PRESETS):
+                if f"{key}gain_{preset}" in recs[0]:
+                    ax.plot(elapsed, [r[f"{key}gain_{preset}"] for r in recs], style, marker="o", ms=2, label=label)
+            axes[-1].plot(elapsed, [r[f"{key}clean_psnr"] for r in recs], style, marker="o", ms=2, label=label)
     for ax, preset in zip(axes, PRESETS):
         ax.set(xlabel=f"training {unit}", ylabel="ΔPSNR on held-out crops (dB)", title=f"`{preset}`")
     axes[-1].axhline(42, color="gray", ls="--", label="do-no-harm floor")

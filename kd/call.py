@@ -198,7 +198,8 @@ class Sharpener(threading.Thread):
         up = cv2.resize(small, self.size, interpolation=cv2.INTER_CUBIC) if scaled else small
         if self.model == "none" or (self.when == "scaled" and not scaled):
             return up
-        return sharpen(up, model=self.model, backend=self.backend)
+        # the receiver knows how much the sender shrank the picture (not the quantiser): stream-aware nets are told
+        return sharpen(up, model=self.model, backend=self.backend, stream=self.size[0] / small.shape[1])
 
     def run(self) -> None:
         while True:

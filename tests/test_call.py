@@ -95,3 +95,15 @@ def test_receiver_can_leave_full_size_frames_alone(frames, net_path):
     assert np.array_equal(gated.process(small), sharpen(up, model=net_path, backend="torch"))
     with pytest.raises(ValueError, match="when must be"):
         Sharpener(SIZE, net_path, "torch", when="sometimes")
+
+
+def test_receiver_tells_a_stream_aware_net_how_much_the_sender_shrank_the_picture(frames, aware_net_path):
+    import cv2
+
+    from kd.call import Sharpener
+
+    small = cv2.resize(frames[0], (96, 54), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, SIZE, interpolation=cv2.INTER_CUBIC)
+    out = Sharpener(SIZE, aware_net_path, "torch").process(small)
+    assert np.array_equal(out, sharpen(up, model=aware_net_path, backend="torch", stream=2.0))
+    assert not np.array_equal(out, sharpen(up, model=aware_net_path, backend="torch"))

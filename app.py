@@ -29,6 +29,8 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 MODELS = [("Student (real-time)", "student"), ("Teacher (best quality)", "teacher"), ("Unsharp mask (classical)", "unsharp")]
 NOT_AN_IMAGE = "That file is not a readable image (corrupt, truncated or another kind of file). Try a PNG, JPEG or WebP."
 TOO_LARGE = "That image has too many pixels to open safely. Please downscale it first."
+# what the receiver may know about the frame: stream-aware nets restore better when told (blind ones ignore it)
+KNOWN = [("Unknown", "unknown"), *((f"{name}: {d.describe()}", name) for name, d in PRESETS.items())]
 LIVE_PIXELS = 1280 * 720  # camera frames are scaled to the size the student is built for before anything else
 
 
@@ -121,13 +123,14 @@ def open_study(config: str | None, db_url: str | None):
 def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
     results = ResultFiles(keep_files_s)
 
-    def sharpen_image(image, model: str = "student"):
-        """The /sharpen endpoint: (image, model) -> (preview, lossless PNG). The views beside it get the rest via state."""
+    def sharpen_image(image, model: str = "student", known: str = "unknown"):
+        """The /sharpen endpoint: (image, model, what happened to it if known) -> (preview, lossless PNG). The views
+        beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
             raise gr.Error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
         try:
-            out, secs = timed_sharpen(arr, model)
+            out, secs = timed_sharpen(arr, model, stream=None if known == "unknown" else known)
         except ValueError as e:
             raise gr.Error(str(e)) from e
         if notice:
@@ -168,6 +171,8 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
                     inp = image_input(label="Degraded frame", sources=["upload", "webcam", "clipboard"], type="filepath",
                                       image_mode=None, elem_id="sharpen-input")
                     model = gr.Radio(MODELS, value="student", label="Model")
+                    known = gr.Dropdown(KNOWN, value="unknown", label="What the connection did to it, if known",
+                                        info="a receiver knows its stream's size and quality; it helps the teacher")
                     go = gr.Button("Sharpen", variant="primary", elem_id="sharpen-button")
                     if examples:
                         gr.Examples(examples, inputs=inp, label="Examples (simulated poor connection)")
@@ -179,7 +184,7 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
                 before = gr.Image(label="Before", interactive=False, format="png")
                 after = gr.Image(label="After", interactive=False, format="png", elem_id="sharpen-output")
             result = gr.State(None)
-            go.click(sharpen_image, [inp, model], [after, download, result], api_name="sharpen").then(
+            go.click(sharpen_image, [inp, model, known], [after, download, result], api_name="sharpen").then(
                 show_views, result, [slider, before, info], api_visibility="private")
 
         with gr.Tab("Simulate bandwidth"):

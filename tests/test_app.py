@@ -45,6 +45,17 @@ def test_sharpen_returns_a_same_size_changed_image(client, tmp_path, photo, mode
     assert np.array_equal(read_image(png), out)  # the download is the same picture, lossless
 
 
+def test_sharpen_takes_what_the_connection_did_if_known(client, tmp_path, photo):
+    """Optional third input: "unknown" (the default) or a preset; a blind model gives the same either way."""
+    src = tmp_path / "in.png"
+    write_image(src, degrade(np.ascontiguousarray(photo[:128, :160]), "medium"))
+    default = read_image(client.predict(handle_file(str(src)), "student", api_name="/sharpen")[1])
+    told = read_image(client.predict(handle_file(str(src)), "student", "medium", api_name="/sharpen")[1])
+    assert np.array_equal(default, told)  # the shipped student is blind
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict(handle_file(str(src)), "student", "dial-up", api_name="/sharpen")
+
+
 def test_grayscale_rgba_and_16_bit_uploads(client, tmp_path, photo):
     crop = np.ascontiguousarray(photo[:200, :160])
     cases = {"gray.png": Image.fromarray(crop[:, :, 0]), "rgba.png": Image.fromarray(np.dstack([crop, crop[:, :, :1]])),

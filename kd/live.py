@@ -91,7 +91,7 @@ class Session:
         if mode == "degraded":
             return degraded, 0.0
         t = time.perf_counter()
-        sharpened = sharpen(degraded, model=model, backend=self.backend)
+        sharpened = sharpen(degraded, model=model, backend=self.backend, stream=preset if preset != "off" else None)
         return compose(degraded, sharpened, mode), (time.perf_counter() - t) * 1000
 
     def stats(self) -> dict:

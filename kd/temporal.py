@@ -188,10 +188,13 @@ def warp_error(frames: list[np.ndarray], flows: list[tuple[np.ndarray, np.ndarra
     return total / count if count else math.nan
 
 
-def restore(frames: list[np.ndarray], model: str, backend: str = "auto", desc: str = "") -> list[np.ndarray]:
+def restore(frames: list[np.ndarray], model: str, backend: str = "auto", desc: str = "",
+            stream=None) -> list[np.ndarray]:
+    """Each frame through ``kd.sharpen``; stream-aware nets are told ``stream`` (the clip's degradation)."""
     from kd.sharpen import sharpen
 
-    return [sharpen(f, model=model, backend=backend) for f in tqdm(frames, desc=desc or model, unit="frame", leave=False)]
+    return [sharpen(f, model=model, backend=backend, stream=stream)
+            for f in tqdm(frames, desc=desc or model, unit="frame", leave=False)]
 
 
 def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backend: str = "auto",
@@ -203,7 +206,7 @@ def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backen
     degraded = [degrade(f, d) for f in tqdm(clean, desc=f"{name}: degrade", unit="frame", leave=False)]
     versions = {"clean": clean, "input (degraded)": degraded}
     for m in models:
-        versions[m] = restore(degraded, m, backend, desc=f"{name}: {m}")
+        versions[m] = restore(degraded, m, backend, desc=f"{name}: {m}", stream=d)
     rows = []
     for method, frames in versions.items():
         rows.append({

@@ -74,7 +74,7 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
                 c = c or colour(frame)
                 rgb = to_rgb(frame, c)
                 shown = degrade(rgb, simulate) if simulate else rgb
-                restored = sharpen(shown, model=model, backend=backend)
+                restored = sharpen(shown, model=model, backend=backend, stream=simulate)
                 picture = np.concatenate([shown, restored], axis=1) if side_by_side else restored
                 h, w = picture.shape[:2]
                 picture = picture[: h - h % 2, : w - w % 2]  # yuv420p needs even sizes

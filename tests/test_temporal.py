@@ -70,3 +70,15 @@ def test_cli_prints_per_clip_and_mean_tables(tmp_path, capsys):
         main(["--clips", "--preset", "awful"])
     with pytest.raises(SystemExit, match="no video"):
         main(["--clips", str(tmp_path / "nope.mp4"), "--pans"])
+
+
+def test_a_stream_aware_net_is_told_the_clips_degradation(clip, aware_net_path):
+    from kd.degrade import degrade
+    from kd.metrics import psnr
+    from kd.sharpen import sharpen
+
+    rows = {r["method"]: r for r in clip_rows(clip[:3], CALL_PRESET, [aware_net_path], name="pan")}
+    told = [sharpen(degrade(f, CALL_PRESET), model=aware_net_path, stream=CALL_PRESET) for f in clip[:3]]
+    blind = [sharpen(degrade(f, CALL_PRESET), model=aware_net_path) for f in clip[:3]]
+    assert rows[aware_net_path]["PSNR"] == pytest.approx(np.mean([psnr(t, c) for t, c in zip(told, clip[:3])]))
+    assert rows[aware_net_path]["PSNR"] != pytest.approx(np.mean([psnr(b, c) for b, c in zip(blind, clip[:3])]))

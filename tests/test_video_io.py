@@ -96,3 +96,19 @@ def test_text_file_is_not_a_video(tmp_path):
     with pytest.raises(SystemExit, match="text file, not a video"):
         video_main([str(notes), str(tmp_path / "o.mp4")])
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_simulated_video_tells_a_stream_aware_net(tmp_path, aware_net_path):
+    """With --simulate, the net is told the preset: the video equals the one made by the net folded for it."""
+    from kd import checkpoint
+    from kd.degrade import stream_condition
+
+    folded = tmp_path / "folded.pt"
+    checkpoint.save(folded, checkpoint.load_model(aware_net_path).for_stream(stream_condition("severe")))
+    make_clip(tmp_path / "in.mp4")
+    videos = {}
+    for name, model in (("told", aware_net_path), ("folded", str(folded))):
+        process(tmp_path / "in.mp4", tmp_path / f"{name}.mp4", model=model, simulate="severe")
+        with av.open(str(tmp_path / f"{name}.mp4")) as c:
+            videos[name] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+    assert np.abs(videos["told"].astype(int) - videos["folded"]).mean() < 0.5  # (x264 may code a 1-level change differently)

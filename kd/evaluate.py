@@ -5,8 +5,8 @@
 
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the shipped student
-(also at INT8 on OpenVINO), the GPU teacher and the CPU teacher of the long resumable run (a snapshot of its best
-weights).
+(also at INT8 on OpenVINO), the previous (blind) GPU teacher, a blind snapshot of the long CPU teacher run, and the
+shipped stream-aware CPU teacher, told each preset's stream (as a receiver knows its own) and not told (an upload).
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
 against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
 degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.
@@ -42,8 +42,10 @@ DEFAULT_METHODS = {
     "student ×2 grid, KD from labels, 33 min (probe)": str(WEIGHTS_DIR / "ablation" / "student_x2_kd_labels.pt"),
     "student (shipped)": str(WEIGHTS_DIR / "student.pt"),
     "student, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8",
-    "teacher": str(WEIGHTS_DIR / "teacher.pt"),
-    "teacher-cpu, long CPU run (in progress)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
+    "teacher-gpu, blind (previous)": str(WEIGHTS_DIR / "ablation" / "teacher_gpu.pt"),
+    "teacher-cpu, blind, step 6 000 (ablation)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
+    "teacher, not told the stream": str(WEIGHTS_DIR / "teacher.pt"),
+    "teacher (shipped), told the stream": str(WEIGHTS_DIR / "teacher.pt") + "+stream",
 }
 # Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores.
 DEFAULT_PRESETS_FOR = {"waifu2x photo (peer)": ("mild", "medium")}

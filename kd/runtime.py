@@ -19,6 +19,7 @@ import torch
 from kd import registry
 from kd.export import EXPORTERS
 from kd.export import VERSION as EXPORT_VERSION
+from kd.degrade import stream_condition
 from kd.models import gflops
 from kd.registry import WEIGHTS_DIR, load, weights_digest, weights_path  # noqa: F401 - the public names stay here
 
@@ -194,8 +195,10 @@ def runner(name: str = "student", backend: str = "auto", precision: str | None =
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"unknown backend {backend!r}; choose from {('auto', *BACKENDS)}")
     load(name)  # a missing or unknown model fails here, before any export or timing
-    if stream is not None and not registry.stream_aware(load(name)):
+    if not registry.stream_aware(load(name)):
         stream = None  # a blind net: one runner whatever the stream
+    elif stream is None:  # not told: fold the blind modulation too, so every runtime runs a plain net
+        stream = tuple(stream_condition(None).tolist())
     if backend == "auto":
         return runner(name, fastest_backend(name), precision, stream)
     return _make(name, backend, precision, stream)

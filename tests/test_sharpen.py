@@ -127,6 +127,9 @@ def test_stream_reaches_a_stream_aware_net_on_every_backend(odd_photo, net_path,
         for s, out in outs.items():
             assert np.abs(out - expect[s]).max() <= 1.01, (backend, s)
         assert np.abs(outs["mild"] - outs["severe"]).max() > 2  # the stream really changes the result
+    from kd.runtime import runner
+
+    assert runner(aware_net_path, "torch").model.film is None  # not told: the blind modulation is folded too
     blind = [kd.sharpen(img, model=net_path, backend="torch", stream=s) for s in ("mild", "severe", None)]
     assert np.array_equal(blind[0], blind[1]) and np.array_equal(blind[0], blind[2])
 

@@ -46,12 +46,12 @@ def test_sharpen_returns_a_same_size_changed_image(client, tmp_path, photo, mode
 
 
 def test_sharpen_takes_what_the_connection_did_if_known(client, tmp_path, photo):
-    """Optional third input: "unknown" (the default) or a preset; a blind model gives the same either way."""
+    """Optional third input: "unknown" (the default) or a preset, which the stream-aware student is told."""
     src = tmp_path / "in.png"
     write_image(src, degrade(np.ascontiguousarray(photo[:128, :160]), "medium"))
     default = read_image(client.predict(handle_file(str(src)), "student", api_name="/sharpen")[1])
     told = read_image(client.predict(handle_file(str(src)), "student", "medium", api_name="/sharpen")[1])
-    assert np.array_equal(default, told)  # the shipped student is blind
+    assert not np.array_equal(default, told)  # the shipped student is stream-aware
     with pytest.raises(Exception, match="not in the list of choices"):
         client.predict(handle_file(str(src)), "student", "dial-up", api_name="/sharpen")
 

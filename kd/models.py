@@ -77,6 +77,11 @@ def without_film(net: nn.Module, stream) -> tuple[nn.Module, list[tuple[torch.Te
     return plain, net.film(stream_batch(stream, torch.zeros(1, 1)))
 
 
+def stream_aware(model: nn.Module) -> bool:
+    """Whether the net is told its stream (it has a ``StreamFiLM``)."""
+    return getattr(model, "film", None) is not None
+
+
 def stream_batch(stream, x: torch.Tensor) -> torch.Tensor:
     """A stream condition (None, one vector, or one per frame) as an N×4 tensor on ``x``'s device."""
     if stream is None:

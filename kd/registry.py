@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from kd import checkpoint
+from kd.models import stream_aware
 
 # the repository's weights/; a wheel installed elsewhere (pip install .) finds them through SHARPKD_WEIGHTS
 WEIGHTS_DIR = Path(os.environ.get("SHARPKD_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
@@ -55,11 +56,6 @@ def load(name: str | Path = "student", stream: tuple[float, ...] | None = None) 
         if stream is None or not stream_aware(model):
             return model
         return _for_stream_cached(str(path.resolve()), tuple(stream))
-
-
-def stream_aware(model: torch.nn.Module) -> bool:
-    """Whether the net is told its stream (``kd.models.StreamFiLM``)."""
-    return getattr(model, "film", None) is not None
 
 
 def weights_digest(name: str | Path) -> str:

@@ -20,7 +20,7 @@ from kd import registry
 from kd.export import EXPORTERS
 from kd.export import VERSION as EXPORT_VERSION
 from kd.degrade import stream_condition
-from kd.models import gflops
+from kd.models import gflops, stream_aware
 from kd.registry import WEIGHTS_DIR, load, weights_digest, weights_path  # noqa: F401 - the public names stay here
 
 BACKENDS = ("torch", "onnx", "openvino", "openvino-int8")
@@ -112,7 +112,7 @@ def exported(name: str | Path, fmt: str, stream: tuple[float, ...] | None = None
     """The model exported to ``fmt`` in the cache folder (~/.cache/sharpkd), made once per weights file content,
     exporter version and (for a stream-aware net) stream."""
     path = weights_path(name)
-    tag = "" if stream is None or not registry.stream_aware(load(name)) else "-s" + "_".join(f"{v:.4g}" for v in stream)
+    tag = "" if stream is None or not stream_aware(load(name)) else "-s" + "_".join(f"{v:.4g}" for v in stream)
     out = registry.CACHE_DIR / f"{path.stem}-{weights_digest(name)}{tag}-v{EXPORT_VERSION}{EXPORTERS[fmt][1]}"
     if not out.exists():
         with registry.lock:
@@ -195,7 +195,7 @@ def runner(name: str = "student", backend: str = "auto", precision: str | None =
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"unknown backend {backend!r}; choose from {('auto', *BACKENDS)}")
     load(name)  # a missing or unknown model fails here, before any export or timing
-    if not registry.stream_aware(load(name)):
+    if not stream_aware(load(name)):
         stream = None  # a blind net: one runner whatever the stream
     elif stream is None:  # not told: fold the blind modulation too, so every runtime runs a plain net
         stream = tuple(stream_condition(None).tolist())

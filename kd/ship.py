@@ -20,7 +20,7 @@ from kd.checkpoint import export_weights, load_model
 from kd.data import load_validation, to_tensor
 from kd.degrade import stream_condition
 from kd.metrics import psnr
-from kd.models import config_of
+from kd.models import config_of, stream_aware
 
 CORING_FLOOR = 43.0  # dB from the input on clean validation crops after coring: 1 dB above the 42 dB do-no-harm bar
 
@@ -39,13 +39,14 @@ def choose_coring(model: nn.Module, clean: np.ndarray, mild: tuple[np.ndarray, n
     and, given ``mild`` (degraded, clean) crops, lightly damaged frames are not made worse. A stream-aware net must
     pass both blind (an upload) and told (a receiver that knows its stream)."""
     mild_before = psnr(*mild) if mild is not None else None
-    told = getattr(model, "film", None) is not None
+    told = stream_aware(model)
     levels = 0.0
     while levels < most:
         model.config["coring"] = levels
-        ok = all(psnr(_saved(model, clean, s), clean) >= floor for s in (None, "clean")[: 1 + told])
+        ok = all(psnr(_saved(model, clean, s), clean) >= floor for s in ((None, "clean") if told else (None,)))
         if ok and mild is not None:
-            ok = all(psnr(_saved(model, mild[0], s), mild[1]) >= mild_before for s in (None, "mild")[: 1 + told])
+            ok = all(psnr(_saved(model, mild[0], s), mild[1]) >= mild_before
+                     for s in ((None, "mild") if told else (None,)))
         if ok:
             break
         levels += step

@@ -39,7 +39,7 @@ from kd.data import PatchDataset, load_training, to_tensor
 from kd.degrade import preset, stream_condition
 from kd.labels import LabelledPatches, load_labels
 from kd.losses import MSSSIM_MIN_SIDE, FeatureAdapters, distillation_loss, restoration_loss
-from kd.models import CONFIGS, build, config_of, is_student
+from kd.models import CONFIGS, build, config_of, is_student, stream_aware
 
 CLEAN_PSNR_FLOOR = 42.0  # dB between output and input on undegraded frames: RMS change under 2 levels
 
@@ -155,7 +155,7 @@ def validate(model: nn.Module, val: dict, device, autocast, chunk: int = 8, told
         else:
             out[f"gain_{name}"] = round(10 * math.log10(se_in / max(se_out, 1e-12)), 4)
     out["score"] = round(score(out), 4)
-    if told and getattr(model, "film", None) is not None:
+    if told and stream_aware(model):
         out |= {f"blind_{k}": v for k, v in validate(model, val, device, autocast, chunk, told=False).items()}
     return out
 

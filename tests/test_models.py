@@ -143,3 +143,37 @@ def test_stream_aware_rep_student_folds_to_the_plain_real_time_net(tmp_path):
         assert config_of(loaded)["rep"] is False and config_of(loaded)["stream"] is True
         assert (loaded(x, stream=call) - net(x, stream=call)).abs().max() < 1e-4
     assert gflops(plain, 720, 1280) == gflops(build("student"), 720, 1280)
+
+
+def test_stream_experts_start_as_the_net_they_extend_and_fold_to_the_plain_student(tmp_path):
+    """Experts added to a trained stream-aware student change nothing until trained (router at zero) yet get a
+    gradient at once; trained, each stream mixes its own filters, and the net folded for one stream is the plain
+    real-time student computing the same (max abs diff < 1e-4), also after a checkpoint round trip."""
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    base = build(CONFIGS["student"] | {"stream": True}).eval()
+    torch.nn.init.normal_(base.tail.weight, std=0.05)
+    net = build(config_of(base) | {"experts": 3}).eval()
+    missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("experts.") for k in missing)
+    x = torch.rand(2, 3, 48, 64)
+    call, severe = stream_condition("call"), stream_condition("severe")
+    assert torch.allclose(net(x, stream=call), base(x, stream=call), atol=1e-6)
+    net(x, stream=call).square().mean().backward()
+    assert net.experts.router[-1].weight.grad.abs().max() > 0
+    with torch.no_grad():
+        for p in [*net.experts.kernels.parameters(), net.experts.router[-1].weight]:
+            torch.nn.init.normal_(p, std=0.1)
+        told_call, told_severe = net(x, stream=call), net(x, stream=severe)
+        assert (told_call - told_severe).abs().max() > 0.01
+        plain = net.for_stream(call)
+        assert config_of(plain) == config_of(build("student")) | {"coring": 0.0}
+        assert (plain(x) - told_call).abs().max() < 1e-4
+        per_frame = net(x, stream=torch.stack([torch.from_numpy(call), torch.from_numpy(severe)]))
+        assert torch.allclose(per_frame[1], told_severe[1], atol=1e-6)
+        checkpoint.save(tmp_path / "e.pt", net)
+        loaded = checkpoint.load_model(tmp_path / "e.pt")
+        assert config_of(loaded)["experts"] == 3 and (loaded(x, stream=call) - told_call).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="stream"):
+        build(CONFIGS["student"] | {"experts": 2})

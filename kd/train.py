@@ -208,6 +208,7 @@ def main(argv=None):
     # --- models ---------------------------------------------------------------------------------
     try:
         config = dict(CONFIGS[a.model] if a.model_config is None else a.model_config)
+        name = a.model if a.model_config is None else str(config.get("arch"))  # what is trained, named in the log
         model = build(config | {"stream": True} if a.stream_aware else config)
     except (ValueError, TypeError) as e:  # an unknown architecture or config key: say which, no traceback
         raise SystemExit(f"--model-config: {e}") from None
@@ -267,7 +268,7 @@ def main(argv=None):
     if master:
         print(json.dumps({"config": config_of(model), "student": student, "images": len(data.images),
                           "codec_pairs": len(data.codec_pairs), "val_presets": sorted(data.val),
-                          **{k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}}))
+                          **{k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}, "model": name}))
 
     # --- loop -----------------------------------------------------------------------------------
     def save():
@@ -284,7 +285,7 @@ def main(argv=None):
         return progress() >= 1.0
 
     net.train()
-    bar = tqdm(total=a.steps, initial=step, disable=not master, desc=f"train {a.model}", unit="step")
+    bar = tqdm(total=a.steps, initial=step, disable=not master, desc=f"train {name}", unit="step")
     t0, seen, run_s = time.time(), 0, 0.0
     on_term = None
     if threading.current_thread() is threading.main_thread():  # `kill PID`, or a session ending, saves like Ctrl-C

@@ -149,6 +149,16 @@ def test_role_comes_from_the_architecture(photo_dir, tmp_path):
                     "--teacher", "t.pt", "--data", str(photo_dir), "--out", str(tmp_path / "x.pt")])
 
 
+def test_progress_and_header_name_the_net_being_trained(photo_dir, tmp_path, capsys):
+    """A student given by --model-config (the --model default is "teacher") is announced as a student."""
+    train_main(["--model-config", '{"arch": "student", "width": 8, "convs": 1, "unshuffle": 2}', "--no-kd",
+                "--steps", "1", "--patch", "64", "--batch", "2", "--workers", "0", "--eval-every", "1",
+                "--data", str(photo_dir), "--val-data", str(photo_dir), "--out", str(tmp_path / "s.pt")])
+    out, err = capsys.readouterr()
+    assert "train student" in err and "train teacher" not in err
+    assert json.loads(out.splitlines()[0])["model"] == "student"
+
+
 def test_ema_follows_the_weights_with_warm_up():
     from torch.optim.swa_utils import AveragedModel
 

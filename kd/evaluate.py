@@ -5,7 +5,8 @@
 
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
-shipped student (also at INT8 on OpenVINO), the stream-aware student that replaced it (told and not told), the
+shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
+(told and not told; told also at INT8), the
 previous (blind) GPU teacher, a blind snapshot of the long CPU teacher run, and the
 shipped stream-aware CPU teacher, told each preset's stream (as a receiver knows its own) and not told (an upload).
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
@@ -41,10 +42,14 @@ DEFAULT_METHODS = {
     "student, online KD on GPU (previous)": str(WEIGHTS_DIR / "ablation" / "student_gpu.pt"),
     "student, KD from stored labels (ablation)": str(WEIGHTS_DIR / "ablation" / "student_kd_labels.pt"),
     "student ×2 grid, KD from labels, 33 min (probe)": str(WEIGHTS_DIR / "ablation" / "student_x2_kd_labels.pt"),
-    "student, blind (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_blind.pt"),
-    "student, blind (previous), INT8 (OpenVINO)": str(WEIGHTS_DIR / "ablation" / "student_blind.pt") + "@openvino-int8",
+    "student, blind (earlier)": str(WEIGHTS_DIR / "ablation" / "student_blind.pt"),
+    "student, blind (earlier), INT8 (OpenVINO)": str(WEIGHTS_DIR / "ablation" / "student_blind.pt") + "@openvino-int8",
+    "student ×4 grid, not told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x4_stream.pt"),
+    "student ×4 grid, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x4_stream.pt") + "+stream",
+    "student ×2 grid, FiLM only, told (ablation)": str(WEIGHTS_DIR / "ablation" / "student_x2_film.pt") + "+stream",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
+    "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
     "teacher-gpu, blind (previous)": str(WEIGHTS_DIR / "ablation" / "teacher_gpu.pt"),
     "teacher-cpu, blind, step 6 000 (ablation)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
     "teacher, not told the stream": str(WEIGHTS_DIR / "teacher.pt"),

@@ -27,3 +27,22 @@ def test_bench_rows_for_any_checkpoint(net_path, tmp_path, capsys):
     assert (table.ms > 0).all() and (table.peak_mb >= 0).all()
     net_rows = table[table.backend.isin(["torch", "onnx", "openvino"])]
     assert (net_rows.peak_mb > 1).all()  # each row's own process: its frames alone are 6 MB (960×540 float)
+
+
+def test_bench_times_the_plain_net_a_stream_aware_checkpoint_runs_as(tmp_path):
+    """A receiver (or anyone not telling the stream) runs the FiLM and experts folded into plain convs: every row,
+    torch channels_last included, times and sizes that net, not the training-time one with its extra kernels."""
+    import torch
+
+    from kd import checkpoint
+    from kd.bench import row
+    from kd.models import CONFIGS, build, count_params, gflops
+
+    torch.manual_seed(0)
+    net = build(CONFIGS["student"] | {"stream": True, "experts": 4})
+    path = tmp_path / "experts.pt"
+    checkpoint.save(path, net)
+    plain, cost = count_params(build("student")), gflops(build("student"), 540, 960)
+    for backend in ("torch", "torch channels_last", "kd.sharpen torch"):
+        r = row(str(path), backend, 540, repeats=1, warmup=0)
+        assert r["params"] == plain and abs(r["gflop"] - cost) < 1e-6, (backend, r["params"], r["gflop"])

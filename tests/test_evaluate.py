@@ -28,7 +28,7 @@ def test_evaluate_writes_tables_with_gains_and_caches(photos, tmp_path, net_path
     assert (base["ΔPSNR"].drop("clean") == 0).all() and np.isinf(base.psnr["clean"])
     assert base.psnr["medium"] > base.psnr["severe"]
     net = table[table.method == "net"].set_index("preset")
-    assert net.params.iloc[0] > 40_000 and 4 < net["GFLOP/720p"].iloc[0] < 6
+    assert 10_000 < net.params.iloc[0] <= 60_000 and 4 < net["GFLOP/720p"].iloc[0] <= 6
     assert np.isfinite(net.psnr["clean"])  # a random net changes a clean frame: harm is measured, not hidden
     per_image = pd.read_csv(tmp_path / "out" / "eval_per_image.csv")
     assert len(per_image) == 3 * 3 * 2

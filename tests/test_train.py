@@ -57,12 +57,14 @@ def test_a_few_steps_lower_the_teacher_loss():
 def test_distillation_pulls_student_towards_teacher():
     torch.manual_seed(0)
     x, y = fixed_batch()
-    teacher = build({"arch": "teacher", "blocks": 2, "width": 16, "unshuffle": 4}).eval()
-    torch.nn.init.normal_(teacher.tail.weight, std=0.05)
     student = build("student")
+    # the random teacher on the student's unshuffle grid: a random tail's pattern repeats with its grid's period, and
+    # a student on a finer grid cannot tell those phases apart (a trained teacher's correction should depend on them little)
+    teacher = build({"arch": "teacher", "blocks": 2, "width": 16, "unshuffle": student.config["unshuffle"]}).eval()
+    torch.nn.init.normal_(teacher.tail.weight, std=0.05)
     with torch.no_grad():
         t_out, t_feats = teacher(x, return_features=True)
-    adapters = FeatureAdapters([32, 32], [f.shape[1] for f in t_feats])
+    adapters = FeatureAdapters([student.config["width"]] * 2, [f.shape[1] for f in t_feats])
     opt = torch.optim.Adam(list(student.parameters()) + list(adapters.parameters()), lr=2e-3)
     def gap():
         return (student(x) - t_out).abs().mean().item()
@@ -209,7 +211,7 @@ def _ddp_rank(rank, world, port, folder):
     torch.manual_seed(0)
     student = build("student")
     torch.nn.init.normal_(student.tail.weight, std=0.05)
-    adapters = FeatureAdapters([32, 32], [16, 16])
+    adapters = FeatureAdapters([student.config["width"]] * 2, [16, 16])
     net = DDP(WithAdapters(student, adapters))
     torch.manual_seed(1 + rank)  # each rank sees different data, as in training
     x = torch.rand(2, 3, 32, 32)

@@ -115,8 +115,8 @@ def fold_film(conv: nn.Conv2d, film: tuple[torch.Tensor, torch.Tensor]) -> nn.Co
 
 @torch.no_grad()
 def without_film(net: nn.Module, stream) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """A blind copy of a stream-aware ``net`` (same weights, no FiLM) and the modulations it gives ``stream``,
-    for the caller to fold into the copy's convs."""
+    """A blind copy of a stream-aware ``net`` (same weights, no FiLM or experts) and the modulations its FiLM gives
+    ``stream``, for the caller to fold into the copy's convs."""
     plain = type(net)(**(net.config | {"stream": False} | ({"experts": 1} if "experts" in net.config else {})))
     plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(STREAM_MODULES)})
     return plain, net.film(stream_batch(stream, torch.zeros(1, 1)))
@@ -237,7 +237,8 @@ class Student(nn.Module):
 
     ``rep=True`` trains each 3×3 conv as a ``RepConv``; ``fold()`` turns it into the plain net with the same outputs.
     ``stream=True``: told the stream (``StreamFiLM`` on every 3×3 conv); ``for_stream`` folds it away.
-    ``experts=k`` (k > 1, told the stream): each 3×3 conv also gets ``StreamExperts`` kernels, folded away likewise.
+    ``experts=k`` (k > 1, told the stream): the convs the FiLM modulates (head and body) also get ``StreamExperts``
+    kernels, folded away likewise.
     """
 
     def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1, rep: bool = False,

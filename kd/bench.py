@@ -26,6 +26,7 @@ import torch
 
 from kd.baselines import unsharp_mask
 from kd.models import count_params, gflops
+from kd.registry import plain
 from kd.runtime import available_backends, cpu_name, runner
 from kd.sharpen import sharpen
 
@@ -65,14 +66,9 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} CPUs ({' '.join(isa) or 'no AVX2'}), {torch.get_num_threads()} torch threads, {versions}"
 
 
-def plain_net(name: str) -> torch.nn.Module:
-    """The net that runs when the stream is not told: a stream-aware one with its FiLM and experts folded away."""
-    return runner(name, "torch").model
-
-
 def channels_last(name: str):
     """The model on NHWC memory (a copy: the cached shared model stays as it is)."""
-    net = copy.deepcopy(plain_net(name)).to(memory_format=torch.channels_last)
+    net = copy.deepcopy(plain(name)).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def run(x: np.ndarray):
@@ -91,7 +87,7 @@ def network_configs(models: list[str]) -> list[tuple[str, str]]:
 def cuda_rows(sizes, repeats):
     """fp16, channels_last student on the GPU (CUDA graphs through torch.compile's reduce-overhead mode)."""
     rows = []
-    net = copy.deepcopy(plain_net("student")).cuda().half().to(memory_format=torch.channels_last)
+    net = copy.deepcopy(plain("student")).cuda().half().to(memory_format=torch.channels_last)
     variants = {"cuda fp16 channels_last": net}
     try:
         variants["cuda fp16 compiled"] = torch.compile(net, mode="reduce-overhead")
@@ -137,7 +133,7 @@ def row(model: str, backend: str, size: int, repeats: int, warmup: int, threads:
         backend = f"kd.sharpen ({asked}{' → ' + run.name if asked == 'auto' else ''})"
     else:
         fn = channels_last(model) if backend == "torch channels_last" else runner(model, backend)
-        arg, net, precision = x, plain_net(model), getattr(fn, "precision", "f32")
+        arg, net, precision = x, plain(model), getattr(fn, "precision", "f32")
     sec = timeit(fn, arg, repeats, warmup)
     return dict(model=Path(model).stem if net is not None else model, backend=backend, precision=precision,
                 size=f"{w}×{h}", ms=sec * 1000, fps=1 / sec, params=count_params(net) if net is not None else 0,

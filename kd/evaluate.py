@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from kd import peer
 from kd.data import list_images, load_images, read_image, write_image
-from kd.degrade import PRESETS, STREAM_FEATURES, VERSION as DEGRADE_VERSION, display, transmit
+from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
 from kd.metrics import all_metrics
 from kd.models import count_params, gflops
-from kd.registry import WEIGHTS_DIR, load
+from kd.registry import WEIGHTS_DIR, plain
 from kd.sharpen import sharpen
 
 # method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend", and
@@ -170,8 +170,8 @@ def summarize(per_image: pd.DataFrame, methods: dict[str, str]) -> pd.DataFrame:
     cost = {}
     for method, spec in methods.items():
         path = parse_spec(spec)[0]
-        if path.endswith(".pt"):  # the net that runs: a stream-aware one folded (its FiLM and experts cost nothing)
-            net = load(path, stream=(0.0,) * STREAM_FEATURES)
+        if path.endswith(".pt"):  # the net that runs (a stream-aware one folded: its FiLM and experts cost nothing)
+            net = plain(path)
             cost[method] = (count_params(net), round(gflops(net), 2))
         else:
             cost[method] = (0, 0.0)

@@ -117,7 +117,7 @@ def fold_film(conv: nn.Conv2d, film: tuple[torch.Tensor, torch.Tensor]) -> nn.Co
 def without_film(net: nn.Module, stream) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
     """A blind copy of a stream-aware ``net`` (same weights, no FiLM or experts) and the modulations its FiLM gives
     ``stream``, for the caller to fold into the copy's convs."""
-    plain = type(net)(**(net.config | {"stream": False} | ({"experts": 1} if "experts" in net.config else {})))
+    plain = type(net)(**{k: v for k, v in net.config.items() if k != "experts"} | {"stream": False})
     plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(STREAM_MODULES)})
     return plain, net.film(stream_batch(stream, torch.zeros(1, 1)))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from kd import checkpoint
+from kd.degrade import stream_condition
 from kd.models import stream_aware
 
 # the repository's weights/; a wheel installed elsewhere (pip install .) finds them through SHARPKD_WEIGHTS
@@ -56,6 +57,15 @@ def load(name: str | Path = "student", stream: tuple[float, ...] | None = None) 
         if stream is None or not stream_aware(model):
             return model
         return _for_stream_cached(str(path.resolve()), tuple(stream))
+
+
+NOT_TOLD = tuple(stream_condition(None).tolist())  # the stream condition of a frame whose history is unknown
+
+
+def plain(name: str | Path = "student", stream: tuple[float, ...] | None = None) -> torch.nn.Module:
+    """The net that runs for ``stream`` (None: not told): a stream-aware one is folded for it either way, so every
+    runtime, benchmark and cost column sees plain convs, never the FiLM and experts that exist only to train."""
+    return load(name, NOT_TOLD if stream is None else stream)
 
 
 def weights_digest(name: str | Path) -> str:

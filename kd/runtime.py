@@ -19,7 +19,6 @@ import torch
 from kd import registry
 from kd.export import EXPORTERS
 from kd.export import VERSION as EXPORT_VERSION
-from kd.degrade import stream_condition
 from kd.models import gflops, stream_aware
 from kd.registry import WEIGHTS_DIR, load, weights_digest, weights_path  # noqa: F401 - the public names stay here
 
@@ -198,7 +197,7 @@ def runner(name: str = "student", backend: str = "auto", precision: str | None =
     if not stream_aware(load(name)):
         stream = None  # a blind net: one runner whatever the stream
     elif stream is None:  # not told: fold the blind modulation too, so every runtime runs a plain net
-        stream = tuple(stream_condition(None).tolist())
+        stream = registry.NOT_TOLD
     if backend == "auto":
         return runner(name, fastest_backend(name), precision, stream)
     return _make(name, backend, precision, stream)

@@ -49,14 +49,17 @@ def load_model(path: Path | str) -> nn.Module:
 
 
 def export_weights(ckpt_path: Path | str, out: Path | str, dtype: torch.dtype | None = None,
-                   coring: float | None = None, **meta) -> None:
+                   coring: float | None = None, told_coring: float | None = None, **meta) -> None:
     """Strip a training checkpoint down to what inference needs for shipping: config, EMA weights (folded), metadata.
 
-    ``coring`` sets the shipped net's soft threshold on its correction (levels; see ``kd.models.core``).
+    ``coring`` sets the shipped net's soft threshold on its correction (levels; see ``kd.models.core``),
+    ``told_coring`` a stream-aware net's threshold for frames told their stream (``kd.models.coring_levels``).
     """
     ckpt = load_state(ckpt_path)
     model = load_model(ckpt_path)
     if coring is not None:
         model.config["coring"] = float(coring)
+    if told_coring is not None:
+        model.config["told_coring"] = float(told_coring)
     save(out, model, dtype=dtype,
          meta={"step": ckpt.get("step"), "args": ckpt.get("args"), **(ckpt.get("meta") or {}), **meta})

@@ -50,8 +50,8 @@ DEFAULT_METHODS = {
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
-    "teacher-gpu, blind (previous)": str(WEIGHTS_DIR / "ablation" / "teacher_gpu.pt"),
     "teacher-cpu, blind, step 6 000 (ablation)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
+    "teacher-cpu, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu_stream.pt") + "+stream",
     "teacher, not told the stream": str(WEIGHTS_DIR / "teacher.pt"),
     "teacher (shipped), told the stream": str(WEIGHTS_DIR / "teacher.pt") + "+stream",
 }

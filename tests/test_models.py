@@ -177,3 +177,36 @@ def test_stream_experts_start_as_the_net_they_extend_and_fold_to_the_plain_stude
         assert config_of(loaded)["experts"] == 3 and (loaded(x, stream=call) - told_call).abs().max() < 1e-5
     with pytest.raises(ValueError, match="stream"):
         build(CONFIGS["student"] | {"experts": 2})
+
+
+@pytest.mark.parametrize("config", [{"arch": "teacher", "blocks": 2, "width": 8, "unshuffle": 2, "stream": True},
+                                    CONFIGS["student"] | {"stream": True, "experts": 2}])
+def test_told_coring_thresholds_told_frames_and_folds_with_the_stream(tmp_path, config):
+    """``told_coring`` is the threshold of frames told their stream, ``coring`` that of the rest, per frame in a
+    batch; the net folded for a stream runs with the one that stream gets, and a checkpoint keeps both."""
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    net = build(config | {"coring": 2.0, "told_coring": 0.0}).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    one_threshold = build(config | {"coring": 2.0}).eval()
+    uncored = build(config).eval()
+    for other in (one_threshold, uncored):
+        other.load_state_dict(net.state_dict())
+    x = torch.rand(2, 3, 48, 64)
+    mild = torch.from_numpy(stream_condition("mild"))
+    with torch.no_grad():
+        told, blind = net(x, stream=mild), net(x)
+        assert torch.allclose(told, uncored(x, stream=mild), atol=1e-6)
+        assert (told - one_threshold(x, stream=mild)).abs().max() > 1e-3
+        assert torch.allclose(blind, one_threshold(x), atol=1e-6) and (blind - uncored(x)).abs().max() > 1e-3
+        per_frame = net(x, stream=torch.stack([mild, torch.zeros_like(mild)]))
+        assert torch.allclose(per_frame[0], told[0], atol=1e-6) and torch.allclose(per_frame[1], blind[1], atol=1e-6)
+        for stream, want in ((mild, told), (None, blind)):
+            plain = net.for_stream(stream)
+            assert "told_coring" not in config_of(plain) and (plain(x) - want).abs().max() < 1e-4
+        checkpoint.save(tmp_path / "n.pt", net)
+        assert config_of(checkpoint.load_model(tmp_path / "n.pt"))["told_coring"] == 0.0
+    with pytest.raises(ValueError, match="told_coring .* needs stream=True"):
+        build({k: v for k, v in config.items() if k != "experts"} | {"stream": False, "told_coring": 1.0})

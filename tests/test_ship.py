@@ -7,6 +7,7 @@ from skimage import data as skdata
 import kd
 from kd import checkpoint, ship
 from kd.data import load_images, validation_pairs, write_image
+from kd.degrade import stream_condition
 from kd.models import build
 
 
@@ -30,8 +31,9 @@ def test_coring_is_the_smallest_step_that_keeps_clean_frames_above_the_floor():
     assert ship.choose_coring(offset_student(3.3), clean, mild, floor=40.0) == 3.0
 
 
-def test_coring_of_a_stream_aware_net_also_protects_the_told_stream():
-    """A net that shifts clean frames only when told "clean" must be cored too (checking blind alone saw no harm)."""
+def test_coring_of_a_stream_aware_net_is_chosen_told_and_blind_apart():
+    """A net that shifts clean frames only when told "clean" gets its threshold there, and none when not told
+    (one threshold for both shrank every told repair to protect blind frames, or the reverse)."""
     net = build({"arch": "student", "width": 8, "convs": 1, "unshuffle": 4, "stream": True})
     with torch.no_grad():
         for conv in (net.head, *net.body):
@@ -43,7 +45,15 @@ def test_coring_of_a_stream_aware_net_also_protects_the_told_stream():
         net.film.mlp[-1].weight[3 * 8, 0] = 3.3  # ... shifts the body conv's channel 0 by 3.3
         net.tail.weight[:, 0] = 1 / 255  # ... which the tail adds as +3.3 levels
     clean = np.stack([skdata.astronaut()[100:164, 100:164], skdata.coffee()[50:114, 200:264]])
-    assert ship.choose_coring(net.eval(), clean, floor=43.0) == 2.0
+    net.eval()
+    assert ship.choose_coring(net, clean, floor=43.0) == 0.0
+    assert ship.choose_coring(net, clean, floor=43.0, told=True) == 2.0
+    assert (net.config["coring"], net.config["told_coring"]) == (0.0, 2.0)
+    x = torch.from_numpy(clean).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():  # the told frame is cored by 2 (3.3 → 1.3 levels), the blind one is left alone
+        told = torch.as_tensor(stream_condition("clean"))
+        out = net(x, stream=torch.stack([told, torch.zeros_like(told)])) - x
+    assert abs(out[0].mean().item() * 255 - 1.3) < 0.01 and out[1].abs().max() < 1e-6
 
 
 def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
@@ -80,3 +90,12 @@ def test_ship_cli_reads_the_validation_crops_of_a_packed_shard(tmp_path):
     assert cored[0] == cored[1] == 3.0  # the offset rounds away only at 3 levels (see above)
     with pytest.raises(SystemExit, match="no|none"):
         ship.main([str(tmp_path / "run.best.pt"), str(tmp_path / "c.pt"), "--val", str(tmp_path / "missing")])
+
+
+def test_coring_rises_above_the_smallest_harmless_one_while_it_gains_on_damaged_crops():
+    """A +0.7-level offset saves as +1: harmless on clean crops (48 dB) yet a loss on crops whose damage it does not
+    repair; given those, the threshold rises to 0.5 (offset gone, gain 0) and no further (no more gain)."""
+    clean = np.stack([skdata.astronaut()[100:164, 100:164], skdata.coffee()[50:114, 200:264]])
+    noisy = np.clip(clean + np.random.default_rng(0).integers(-3, 4, clean.shape), 0, 255).astype(np.uint8)
+    assert ship.choose_coring(offset_student(0.7), clean, floor=43.0) == 0.0
+    assert ship.choose_coring(offset_student(0.7), clean, floor=43.0, damaged={"medium": (noisy, clean)}) == 0.5

@@ -48,6 +48,7 @@ def make_labels(teacher_path: Path, data: Path, out: Path, n: int, patch: int = 
         torch.set_num_threads(threads)
     teacher = checkpoint.load_model(teacher_path).float().eval()
     teacher.config["coring"] = 0.0
+    teacher.config.pop("told_coring", None)  # uncored told or not
     teacher = teacher.to(memory_format=torch.channels_last)
     digest = weights_digest(teacher_path)
     have = {k: [] for k in ARRAYS}

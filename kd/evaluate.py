@@ -6,9 +6,9 @@
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
-(told and not told; told also at INT8), the
-previous (blind) GPU teacher, a blind snapshot of the long CPU teacher run, and the
-shipped stream-aware CPU teacher, told each preset's stream (as a receiver knows its own) and not told (an upload).
+(told and not told; told also at INT8), a blind snapshot of the long CPU teacher run, the previous stream-aware CPU
+teacher, and the shipped GPU teacher, told each preset's stream (as a receiver knows its own)
+and not told (an upload); told, also averaged over 8 flips/transposes (self-ensemble, ``kd.sharpen(ensemble=8)``).
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
 against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
 degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.
@@ -54,9 +54,12 @@ DEFAULT_METHODS = {
     "teacher-cpu, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu_stream.pt") + "+stream",
     "teacher, not told the stream": str(WEIGHTS_DIR / "teacher.pt"),
     "teacher (shipped), told the stream": str(WEIGHTS_DIR / "teacher.pt") + "+stream",
+    "teacher (shipped), told, ×8 self-ensemble": str(WEIGHTS_DIR / "teacher.pt") + "*8+stream",
 }
-# Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores.
-DEFAULT_PRESETS_FOR = {"waifu2x photo (peer)": ("mild", "medium")}
+# Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores, the teacher's
+# self-ensemble ~40 min per preset (8 runs of a 2.3 TFLOP/720p net over 14 MP).
+DEFAULT_PRESETS_FOR = {"waifu2x photo (peer)": ("mild", "medium"),
+                       "teacher (shipped), told, ×8 self-ensemble": ("mild", "medium")}
 
 
 def pairs_key(preset: str) -> str:
@@ -84,19 +87,21 @@ def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.n
     return pairs
 
 
-def parse_spec(spec: str) -> tuple[str, str, bool]:
-    """"PATH[@backend][+stream]" -> (path or method name, backend or "", whether the net is told the stream)."""
+def parse_spec(spec: str) -> tuple[str, str, bool, int]:
+    """"PATH[@backend][*N][+stream]" -> (path or method name, backend or "", whether the net is told the stream,
+    views averaged: ``*N`` is ``sharpen``'s self-ensemble over N flips/transposes, 1 without)."""
     told = spec.endswith("+stream")
-    model, _, backend = spec.removesuffix("+stream").partition("@")
-    return model, backend, told
+    rest, star, n = spec.removesuffix("+stream").rpartition("*")
+    model, _, backend = (rest if star else n).partition("@")
+    return model, backend, told, int(n) if star else 1
 
 
 def method_key(spec: str, preset: str, extra: str = "") -> str:
     """Identifies a method's scores: the weights' bytes (or the classical method's name), backend, stream, pairs."""
-    model, backend, told = parse_spec(spec)
+    model, backend, told, views = parse_spec(spec)
     ident = hashlib.sha1(Path(model).read_bytes()).hexdigest() if model.endswith(".pt") else spec
-    told_tag = "|stream" if told else ""
-    return hashlib.sha1(f"{ident}|{backend}|{pairs_key(preset)}|{extra}{told_tag}".encode()).hexdigest()[:16]
+    tags = ("|stream" if told else "") + (f"|x{views}" if views > 1 else "")
+    return hashlib.sha1(f"{ident}|{backend}|{pairs_key(preset)}|{extra}{tags}".encode()).hexdigest()[:16]
 
 
 def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
@@ -107,9 +112,10 @@ def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
             raise SystemExit(why)
         noise = chosen_noise(preset, val_dir, cache)
         return (lambda small, degraded: peer.waifu2x(small, degraded.shape[:2], noise)), f"noise={noise}"
-    model, backend, told = parse_spec(spec)
+    model, backend, told, views = parse_spec(spec)
     stream = preset if told else None
-    return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch", stream=stream)), ""
+    return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch", stream=stream,
+                                            ensemble=views)), ""
 
 
 def chosen_noise(preset: str, val_dir: Path, cache: Path) -> int:
@@ -169,10 +175,10 @@ def summarize(per_image: pd.DataFrame, methods: dict[str, str]) -> pd.DataFrame:
         table.loc[np.isinf(table["ΔPSNR"]) | table["ΔPSNR"].isna(), "ΔPSNR"] = np.nan  # clean: the input is exact
     cost = {}
     for method, spec in methods.items():
-        path = parse_spec(spec)[0]
+        path, _, _, views = parse_spec(spec)
         if path.endswith(".pt"):  # the net that runs (a stream-aware one folded: its FiLM and experts cost nothing)
             net = plain(path)
-            cost[method] = (count_params(net), round(gflops(net), 2))
+            cost[method] = (count_params(net), round(views * gflops(net), 2))
         else:
             cost[method] = (0, 0.0)
     names = table.index.get_level_values("method")
@@ -203,8 +209,8 @@ def main(argv=None):
     ap.add_argument("--presets-for", action="append", metavar="NAME=P1,P2", default=[],
                     help="run method NAME only at these presets (default: waifu2x at mild and medium, it is slow)")
     ap.add_argument("--method", action="append", metavar="NAME=MODEL",
-                    help="evaluate these instead of the defaults (MODEL: checkpoint path[@backend], 'unsharp', "
-                         "'waifu2x' or 'none')")
+                    help="evaluate these instead of the defaults (MODEL: checkpoint path[@backend][*N][+stream] (*N: "
+                         "self-ensemble of N views; +stream: told each preset's stream), 'unsharp', 'waifu2x' or 'none')")
     ap.add_argument("--out", type=Path, default=Path("results"))
     a = ap.parse_args(argv)
     methods = dict(m.split("=", 1) for m in a.method) if a.method else dict(DEFAULT_METHODS)

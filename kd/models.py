@@ -111,6 +111,7 @@ class StreamExperts(nn.Module):
 
 
 STREAM_MODULES = ("film.", "experts.")  # state-dict prefixes of what tells a net its stream (folded away to run)
+GROWN_MODULES = STREAM_MODULES + ("context.",)  # parts that start as the identity: a net may be grown from one without
 
 
 def modulate(y: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -254,6 +255,30 @@ class RepConv(nn.Module):
         return conv
 
 
+class Context(nn.Module):
+    """A wide, cheap view for a small net: its features average-pooled by ``pool``, two 3×3 convs there, a 1×1 back
+    to the trunk's width, upsampled (bilinear) and added to the trunk.
+
+    Why: the ×2-grid student sees ±13 px, less than a 16 px block of a ÷2 JPEG and far less than the teacher
+    (±70 px). At pool 8 on that grid the branch runs on 1/256 of the pixels (0.1 GFLOP per 720p frame) and sees about
+    ±80 px. Its last conv starts at zero, so a student grown from one without it starts as that student.
+    """
+
+    def __init__(self, width: int, hidden: int, pool: int):
+        super().__init__()
+        self.pool = pool
+        self.conv1 = nn.Conv2d(width, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.out = nn.Conv2d(hidden, width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:  # y's sides are multiples of pool (the net's ``multiple``)
+        z = F.leaky_relu(self.conv1(F.avg_pool2d(y, self.pool)), 0.1)
+        z = self.out(F.leaky_relu(self.conv2(z), 0.1))
+        return y + F.interpolate(z, scale_factor=self.pool, mode="bilinear", align_corners=False)
+
+
 class Student(nn.Module):
     """Real-time net: unshuffle, a few 3×3 convs (LeakyReLU) at 1/unshuffle² of the pixels, a 1×1 tail, shuffle, skip.
 
@@ -263,16 +288,19 @@ class Student(nn.Module):
     ``stream=True``: told the stream (``StreamFiLM`` on every 3×3 conv); ``for_stream`` folds it away.
     ``experts=k`` (k > 1, told the stream): the convs the FiLM modulates (head and body) also get ``StreamExperts``
     kernels, folded away likewise.
+    ``context=c`` (> 0): a ``Context`` branch of ``c`` channels at 1/``context_pool`` of the grid, added after the
+    middle body conv; sides must then be multiples of unshuffle × context_pool.
     """
 
     def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1, rep: bool = False,
-                 coring: float = 0.0, stream: bool = False, experts: int = 1, told_coring: float | None = None):
+                 coring: float = 0.0, stream: bool = False, experts: int = 1, told_coring: float | None = None,
+                 context: int = 0, context_pool: int = 8):
         super().__init__()
         if experts > 1 and not stream:
             raise ValueError("experts are chosen by the stream: experts > 1 needs stream=True")
         self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel, rep=rep,
                            coring=coring, stream=stream) | ({"experts": experts} if experts > 1 else {}) \
-            | told_config(stream, told_coring)
+            | told_config(stream, told_coring) | ({"context": context, "context_pool": context_pool} if context else {})
         c = 3 * unshuffle**2
         conv3 = RepConv if rep else (lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1))
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
@@ -283,6 +311,7 @@ class Student(nn.Module):
         nn.init.zeros_(self.tail.bias)
         self.film = StreamFiLM([width] * (1 + convs)) if stream else None
         self.experts = StreamExperts([self._conv(self.head), *map(self._conv, self.body)], experts) if experts > 1 else None
+        self.context = Context(width, context, context_pool) if context else None
 
     @staticmethod
     def _conv(layer) -> nn.Conv2d:
@@ -290,12 +319,13 @@ class Student(nn.Module):
 
     @property
     def multiple(self) -> int:
-        return self.config["unshuffle"]
+        return self.config["unshuffle"] * self.config.get("context_pool", 1)
 
     def forward(self, x, return_features: bool = False, stream=None):
         s = stream_batch(stream, x) if self.film is not None else None
         films = self.film(s) if s is not None else [None] * (1 + len(self.body))
         coefs = self.experts(s) if self.experts is not None else None
+        widen_after = max(0, len(self.body) // 2 - 1)
 
         def conv(i, layer, h):
             y = layer(h)
@@ -306,6 +336,8 @@ class Student(nn.Module):
         feats = []
         for i, layer in enumerate(self.body):
             y = F.leaky_relu(modulate(conv(1 + i, layer, y), films[1 + i]), 0.1)
+            if self.context is not None and i == widen_after:
+                y = self.context(y)
             if i in self.feature_points():
                 feats.append(y)
         out = x + core(self.shuffle(self.tail(y)), coring_levels(self.config, s))
@@ -327,6 +359,8 @@ class Student(nn.Module):
             plain.film.load_state_dict(self.film.state_dict())
         if self.experts is not None:
             plain.experts.load_state_dict(self.experts.state_dict())
+        if self.context is not None:
+            plain.context.load_state_dict(self.context.state_dict())
         return plain.eval()
 
     @torch.no_grad()

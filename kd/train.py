@@ -39,7 +39,7 @@ from kd.data import PatchDataset, load_training, to_tensor
 from kd.degrade import preset, stream_condition
 from kd.labels import LabelledPatches, load_labels
 from kd.losses import MSSSIM_MIN_SIDE, FeatureAdapters, distillation_loss, restoration_loss
-from kd.models import CONFIGS, STREAM_MODULES, build, config_of, is_student, stream_aware
+from kd.models import CONFIGS, GROWN_MODULES, build, config_of, is_student, stream_aware
 
 CLEAN_PSNR_FLOOR = 42.0  # dB between output and input on undegraded frames: RMS change under 2 levels
 
@@ -218,9 +218,9 @@ def main(argv=None):
     if not student and a.msssim_weight > 0 and a.patch < MSSSIM_MIN_SIDE:  # say so before the data loads, not mid-step
         raise SystemExit(f"--patch {a.patch} is too small for the MS-SSIM loss (needs >= {MSSSIM_MIN_SIDE} px): "
                          f"raise --patch or pass --msssim-weight 0")
-    if a.init:  # a blind net starts a stream-aware one (its FiLM and experts start at the identity)
+    if a.init:  # a net grows from a smaller one: its FiLM, experts or context branch start at the identity
         missing, unexpected = model.load_state_dict(checkpoint.load_state(a.init, prefer_ema=True)["model"], strict=False)
-        if unexpected or any(not k.startswith(STREAM_MODULES) for k in missing):
+        if unexpected or any(not k.startswith(GROWN_MODULES) for k in missing):
             raise SystemExit(f"--init {a.init} does not fit this architecture (missing {missing}, unexpected {unexpected})")
     model = model.to(device, memory_format=fmt)
     teacher = adapters = None

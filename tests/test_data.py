@@ -1,5 +1,6 @@
 """Where fetched photos land: people from a mixed album become faces (drawn more often), the rest stay scenes."""
 import numpy as np
+import pytest
 
 from kd.data import FACE_PREFIX, KPHOTOALBUM_PEOPLE, SOURCES, _store, draw_weights, list_images, write_image
 
@@ -20,3 +21,24 @@ def test_kphotoalbum_people_are_faces_and_scenes_are_not(tmp_path):
     assert stored == sorted([FACE_PREFIX + n for n in KPHOTOALBUM_PEOPLE[:3]] + scenes)
     w = draw_weights(stored, [(40, 60)] * len(stored))
     assert np.allclose(w[[n.startswith(FACE_PREFIX) for n in stored]], 3 * w[[not n.startswith(FACE_PREFIX) for n in stored]][0])
+
+
+def test_pack_makes_the_asked_number_of_codec_pairs_per_crop(tmp_path):
+    """A GPU machine sees only the shard's codec pairs: ``--codec-per-crop 2`` gives each crop two, each the decoded
+    small frame of that crop at its own scale; 0 gives none. The shard loads back as training data."""
+    from skimage import data as skdata
+
+    from kd.data import load_training, main as data_main, write_image
+
+    write_image(tmp_path / "train" / "coffee.png", skdata.coffee()[:200, :240])
+    write_image(tmp_path / "train" / "chelsea.png", skdata.chelsea()[:180, :200])
+    for per_crop, name in ((2, "two.npz"), (0, "none.npz")):
+        data_main(["pack", "--src", str(tmp_path / "train"), "--val", str(tmp_path / "no-val"), "--out",
+                   str(tmp_path / name), "--max-mb", "0.08", "--size", "96", "--codec-per-crop", str(per_crop)])
+    two, none = load_training(tmp_path / "two.npz"), load_training(tmp_path / "none.npz")
+    assert len(two.images) >= 2 and not none.codec_pairs
+    assert [i for i, _ in two.codec_pairs] == [i for i in range(len(two.images)) for _ in range(2)]
+    for _, small in two.codec_pairs:
+        assert max(small.shape[:2]) <= 96 and small.shape[2] == 3
+    with pytest.raises(SystemExit):
+        data_main(["pack", "--src", str(tmp_path / "train"), "--out", str(tmp_path / "x.npz"), "--codec-per-crop", "-1"])

@@ -73,3 +73,19 @@ def test_a_stream_aware_net_is_told_each_presets_stream(photos, tmp_path, aware_
     for preset in ("mild", "severe"):
         assert abs(table.loc[("told", preset), "psnr"] - table.loc[("blind", preset), "psnr"]) > 1e-3
     assert len(list((tmp_path / "cache" / "scores").glob("*.csv"))) == 6
+
+
+def test_a_self_ensemble_row_is_scored_and_cached_apart(photos, tmp_path, net_path):
+    """"PATH*N" averages N flipped views (``kd.sharpen(ensemble=N)``): its scores differ from one view, are cached
+    under their own key, and its cost column is N times one view's."""
+    from kd.evaluate import parse_spec
+
+    assert parse_spec("w.pt@openvino*4+stream") == ("w.pt", "openvino", True, 4)
+    assert parse_spec("w.pt+stream") == ("w.pt", "", True, 1)
+    evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache",
+                   str(tmp_path / "cache"), "--presets", "medium", "--method", "degraded input=none",
+                   "--method", f"one={net_path}", "--method", f"eight={net_path}*8", "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out" / "eval.csv").set_index("method")
+    assert abs(table.loc["eight", "psnr"] - table.loc["one", "psnr"]) > 1e-3
+    assert table.loc["eight", "GFLOP/720p"] == pytest.approx(8 * table.loc["one", "GFLOP/720p"], rel=0.01)
+    assert len(list((tmp_path / "cache" / "scores").glob("*.csv"))) == 3

@@ -210,3 +210,39 @@ def test_told_coring_thresholds_told_frames_and_folds_with_the_stream(tmp_path, 
         assert config_of(checkpoint.load_model(tmp_path / "n.pt"))["told_coring"] == 0.0
     with pytest.raises(ValueError, match="told_coring .* needs stream=True"):
         build({k: v for k, v in config.items() if k != "experts"} | {"stream": False, "told_coring": 1.0})
+
+
+def test_a_context_branch_grows_a_student_and_folds_with_it(tmp_path):
+    """A context branch added to a trained student changes nothing until trained (its last conv at zero) yet gets a
+    gradient at once; trained, it changes the output, the net folded for a stream computes the same (< 1e-4), sides
+    pad to unshuffle × pool, tiles with the measured overlap match the whole frame, and the real-time budget holds."""
+    import numpy as np
+    from skimage import data as skdata
+
+    import kd
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    base = build(CONFIGS["student"] | {"stream": True, "experts": 2}).eval()
+    torch.nn.init.normal_(base.tail.weight, std=0.05)
+    net = build(config_of(base) | {"context": 16}).eval()
+    missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("context.") for k in missing)
+    assert net.multiple == 16 and base.multiple == 2
+    x, call = torch.rand(2, 3, 48, 64), stream_condition("call")
+    assert torch.allclose(net(x, stream=call), base(x, stream=call), atol=1e-6)
+    net(x, stream=call).square().mean().backward()
+    assert net.context.out.weight.grad.abs().max() > 0
+    with torch.no_grad():
+        torch.nn.init.normal_(net.context.out.weight, std=0.2)
+        told = net(x, stream=call)
+        assert (told - base(x, stream=call)).abs().max() > 1e-3
+        plain = net.for_stream(call)
+        assert config_of(plain)["context"] == 16 and (plain(x) - told).abs().max() < 1e-4
+    checkpoint.save(tmp_path / "c.pt", net)
+    photo = skdata.astronaut()[:301, :333]  # no side a multiple of 16
+    whole = kd.sharpen(photo, model=str(tmp_path / "c.pt"), backend="torch", stream="call")
+    tiled = kd.sharpen(photo, model=str(tmp_path / "c.pt"), backend="torch", stream="call", tile=128)
+    assert whole.shape == photo.shape and np.abs(whole.astype(int) - tiled).max() <= 1
+    budget = build(CONFIGS["student"] | {"context": 32})
+    assert count_params(budget) <= 60_000 and gflops(budget) <= 6.0

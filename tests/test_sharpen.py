@@ -143,3 +143,33 @@ def test_the_simulator_tells_a_stream_aware_net_what_it_did(photo, aware_net_pat
     told = kd.sharpen(degrade(photo[:128, :128], "severe"), model=aware_net_path, backend="torch", stream="severe")
     blind = kd.sharpen(degrade(photo[:128, :128], "severe"), model=aware_net_path, backend="torch")
     assert np.array_equal(images[aware_net_path], told) and not np.array_equal(told, blind)
+
+
+def test_self_ensemble_turns_each_view_back_before_averaging():
+    """A run that is itself flip-equivariant gives the same output however many views are averaged; a run that is not
+    (here: adds a left-to-right ramp) is averaged over the views each turned back: with the left-right flip among them
+    the ramp cancels to its mean."""
+    from kd.sharpen import self_ensemble
+
+    x = np.random.default_rng(0).random((1, 3, 6, 6), dtype=np.float32)
+    square = lambda a: a**2
+    for n in (1, 2, 4, 8):
+        assert np.allclose(self_ensemble(square, x, n), x**2, atol=1e-6)
+    ramp = np.arange(6, dtype=np.float32)
+    assert np.allclose(self_ensemble(lambda a: a + ramp, x, 2), x + 2.5, atol=1e-6)  # (ramp + reversed ramp) / 2
+    assert np.allclose(self_ensemble(lambda a: a + ramp, x, 1), x + ramp, atol=1e-6)
+    with pytest.raises(ValueError, match="ensemble"):
+        self_ensemble(square, x, 3)
+
+
+def test_ensemble_through_sharpen_keeps_shape_and_tiles(odd_photo, net_path):
+    """``ensemble`` averages views of each tile: a random net is not flip-equivariant, so 8 views differ from 1; on
+    an odd-sized frame cut into tiles (non-square, transposed views) the tiled result still matches the whole."""
+    one = kd.sharpen(odd_photo, model=net_path, backend="torch")
+    eight = kd.sharpen(odd_photo, model=net_path, backend="torch", ensemble=8)
+    assert eight.shape == odd_photo.shape and eight.dtype == np.uint8
+    assert np.abs(eight.astype(int) - one).mean() > 0.1
+    tiled = kd.sharpen(odd_photo, model=net_path, backend="torch", ensemble=8, tile=96, overlap=48)
+    assert np.abs(tiled.astype(int) - eight).max() <= 1
+    with pytest.raises(ValueError, match="ensemble"):
+        kd.sharpen(odd_photo, model=net_path, ensemble=5)

@@ -274,3 +274,16 @@ def test_a_blind_teacher_starts_a_stream_aware_run_and_resume_checks_the_config(
         train_main([*tiny, "--steps", "6", "--resume", "--out", str(aware)])
     with pytest.raises(SystemExit, match="does not fit"):  # a stream-aware net does not --init a blind one
         train_main([*tiny, "--steps", "2", "--init", str(aware), "--out", str(tmp_path / "x.pt")])
+
+
+def test_a_student_grows_a_context_branch_from_its_init(photo_dir, tmp_path):
+    """--init of a student without a context branch starts one with it (the branch is new, the rest is loaded)."""
+    small, grown = tmp_path / "small.pt", tmp_path / "grown.pt"
+    tiny = ["--model-config", '{"arch": "student", "width": 8, "convs": 2, "unshuffle": 2}', "--no-kd", "--data",
+            str(photo_dir), "--val-data", str(photo_dir), "--batch", "2", "--patch", "64", "--workers", "0",
+            "--eval-every", "2", "--steps", "2"]
+    train_main([*tiny, "--out", str(small)])
+    train_main([*tiny[:1], '{"arch": "student", "width": 8, "convs": 2, "unshuffle": 2, "context": 8}', *tiny[2:],
+                "--init", str(small), "--out", str(grown)])
+    before, after = checkpoint.load_state(small)["model"], checkpoint.load_state(grown)["model"]
+    assert any(k.startswith("context.") for k in after) and not any(k.startswith("context.") for k in before)

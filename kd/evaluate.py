@@ -6,9 +6,10 @@
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
-(told and not told; told also at INT8), a blind snapshot of the long CPU teacher run, the previous stream-aware CPU
-teacher, and the shipped GPU teacher, told each preset's stream (as a receiver knows its own)
-and not told (an upload); told, also averaged over 8 flips/transposes (self-ensemble, ``kd.sharpen(ensemble=8)``).
+(told and not told; told also at INT8) and the one before it (no context branch), a blind snapshot of the long CPU
+teacher run, the previous stream-aware CPU teacher, and the shipped GPU teacher, told each preset's stream (as a
+receiver knows its own) and not told (an upload); told, also averaged over 8 flips/transposes (self-ensemble,
+``kd.sharpen(ensemble=8)``).
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
 against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
 degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.
@@ -47,6 +48,7 @@ DEFAULT_METHODS = {
     "student ×4 grid, not told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x4_stream.pt"),
     "student ×4 grid, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x4_stream.pt") + "+stream",
     "student ×2 grid, FiLM only, told (ablation)": str(WEIGHTS_DIR / "ablation" / "student_x2_film.pt") + "+stream",
+    "student ×2 grid + experts, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x2_experts.pt") + "+stream",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
@@ -187,17 +189,18 @@ def summarize(per_image: pd.DataFrame, methods: dict[str, str]) -> pd.DataFrame:
     return table.reset_index()
 
 
-def gains_table(table: pd.DataFrame) -> pd.DataFrame:
+def gains_table(table: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
     """ΔPSNR per preset side by side, and the PSNR against the input on `clean` (harm shows as a low number).
 
-    Without the degraded input among the methods there are no gains: the PSNR per preset is shown instead.
+    Without the degraded input among the methods there are no gains: the PSNR per preset is shown instead. Rows
+    follow ``order`` (the methods as given), else their first appearance.
     """
     value = "ΔPSNR" if "ΔPSNR" in table else "psnr"
     wide = table.pivot(index="method", columns="preset", values=value)
     wide = wide[[p for p in PRESETS if p in wide.columns and p != "clean"]].add_prefix(f"{value} ")
     if "clean" in set(table.preset):
         wide.insert(0, "clean: PSNR to input", table[table.preset == "clean"].set_index("method")["psnr"])
-    return wide.reindex(list(dict.fromkeys(table.method))).reset_index()
+    return wide.reindex([m for m in order or [] if m in wide.index] or list(dict.fromkeys(table.method))).reset_index()
 
 
 def main(argv=None):
@@ -227,7 +230,7 @@ def main(argv=None):
         presets_for[name] = tuple(which.split(","))
     per_image = evaluate(methods, a.presets, a.eval_dir, a.cache, a.val_dir, presets_for)
     table = summarize(per_image, methods)
-    wide = gains_table(table)
+    wide = gains_table(table, list(methods))
     a.out.mkdir(parents=True, exist_ok=True)
     per_image.to_csv(a.out / "eval_per_image.csv", index=False)
     table.to_csv(a.out / "eval.csv", index=False)

@@ -405,14 +405,16 @@ ARCHS = {"teacher": Teacher, "student": Student, "seed": SeedStudent}
 
 # Named sizes. "teacher-cpu" learns most per CPU-hour of the designs measured on 2 cores (shared/MEASURED.md: the ×2
 # grid learns ~40% more per minute than "teacher"'s ×4 grid); "teacher-gpu" is the default for a GPU.
-# "student" (shipped) computes on the ×2 grid: 16 channels, six 3×3 convs, 12.8 k parameters, 5.8 GFLOP per 720p
-# frame; at the same cost as "student-x4" (43 k parameters on the ×4 grid, the previous student) it restores more
-# (README, Results) and a 1-pixel shift of the frame moves its output less (half the grid).
+# "student" computes on the ×2 grid: 16 channels, six 3×3 convs, 12.8 k parameters, 5.8 GFLOP per 720p frame; at the
+# same cost as "student-x4" (43 k parameters on the ×4 grid, an earlier student) it restores more (README, Results)
+# and a 1-pixel shift of the frame moves its output less (half the grid). "student-context" (shipped, grown from a
+# trained "student" with --init) adds a ``Context`` branch: 27.2 k parameters, 5.94 GFLOP.
 CONFIGS = {
     "teacher": dict(arch="teacher", blocks=12, width=96, unshuffle=4),
     "teacher-cpu": dict(arch="teacher", blocks=8, width=48, unshuffle=2),
     "teacher-gpu": dict(arch="teacher", blocks=16, width=128, unshuffle=2),
     "student": dict(arch="student", width=16, convs=4, unshuffle=2, tail_kernel=3),
+    "student-context": dict(arch="student", width=16, convs=4, unshuffle=2, tail_kernel=3, context=32, context_pool=8),
     "student-rep": dict(arch="student", width=16, convs=4, unshuffle=2, tail_kernel=3, rep=True),
     "student-x4": dict(arch="student", width=32, convs=3, unshuffle=4, tail_kernel=1),
     "seed": dict(arch="seed", width=32),

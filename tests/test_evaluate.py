@@ -89,3 +89,14 @@ def test_a_self_ensemble_row_is_scored_and_cached_apart(photos, tmp_path, net_pa
     assert abs(table.loc["eight", "psnr"] - table.loc["one", "psnr"]) > 1e-3
     assert table.loc["eight", "GFLOP/720p"] == pytest.approx(8 * table.loc["one", "GFLOP/720p"], rel=0.01)
     assert len(list((tmp_path / "cache" / "scores").glob("*.csv"))) == 3
+
+
+def test_the_wide_table_keeps_the_methods_order_when_one_skips_presets():
+    """A method run at fewer presets (the peer, the self-ensemble) stays where it was listed, not last."""
+    from kd.evaluate import gains_table
+
+    rows = [("clean", "input", 99.0, np.nan), ("clean", "net", 50.0, np.nan)]
+    rows += [(p, m, 30.0, g) for p in ("mild", "medium") for m, g in (("input", 0.0), ("peer", 0.7), ("net", 0.5))]
+    table = pd.DataFrame(rows, columns=["preset", "method", "psnr", "ΔPSNR"])
+    assert list(gains_table(table, ["input", "peer", "net"]).method) == ["input", "peer", "net"]
+    assert list(gains_table(table).method) == ["input", "net", "peer"]  # no order given: first appearance

@@ -244,5 +244,5 @@ def test_a_context_branch_grows_a_student_and_folds_with_it(tmp_path):
     whole = kd.sharpen(photo, model=str(tmp_path / "c.pt"), backend="torch", stream="call")
     tiled = kd.sharpen(photo, model=str(tmp_path / "c.pt"), backend="torch", stream="call", tile=128)
     assert whole.shape == photo.shape and np.abs(whole.astype(int) - tiled).max() <= 1
-    budget = build(CONFIGS["student"] | {"context": 32})
+    budget = build("student-context")
     assert count_params(budget) <= 60_000 and gflops(budget) <= 6.0

@@ -200,7 +200,8 @@ def gains_table(table: pd.DataFrame, order: list[str] | None = None) -> pd.DataF
     wide = wide[[p for p in PRESETS if p in wide.columns and p != "clean"]].add_prefix(f"{value} ")
     if "clean" in set(table.preset):
         wide.insert(0, "clean: PSNR to input", table[table.preset == "clean"].set_index("method")["psnr"])
-    return wide.reindex([m for m in order or [] if m in wide.index] or list(dict.fromkeys(table.method))).reset_index()
+    rows = order if order is not None else dict.fromkeys(table.method)
+    return wide.reindex([m for m in rows if m in wide.index]).reset_index()
 
 
 def main(argv=None):

@@ -325,7 +325,7 @@ class Student(nn.Module):
         s = stream_batch(stream, x) if self.film is not None else None
         films = self.film(s) if s is not None else [None] * (1 + len(self.body))
         coefs = self.experts(s) if self.experts is not None else None
-        widen_after = max(0, len(self.body) // 2 - 1)
+        middle = self.feature_points()[0]  # where a context branch joins the trunk
 
         def conv(i, layer, h):
             y = layer(h)
@@ -336,7 +336,7 @@ class Student(nn.Module):
         feats = []
         for i, layer in enumerate(self.body):
             y = F.leaky_relu(modulate(conv(1 + i, layer, y), films[1 + i]), 0.1)
-            if self.context is not None and i == widen_after:
+            if self.context is not None and i == middle:
                 y = self.context(y)
             if i in self.feature_points():
                 feats.append(y)

@@ -100,6 +100,43 @@ class StreamExperts(nn.Module):
         y = self.kernels[i](x)
         return (y.unflatten(1, (self.k, -1)) * coef[:, :, None, None, None]).sum(1)
 
+    def mixed(self, i: int, conv: nn.Conv2d, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """``conv(x) + delta(i, x, coef)`` computed as one grouped conv: each frame's kernels are mixed first.
+
+        Why: ``delta`` runs all k experts on every pixel (k + 1 convs' work); mixing the weights per frame costs one
+        conv whatever k is (about 3× faster training at k = 4 on a CPU, and more experts cost nothing).
+        """
+        n = x.shape[0]
+        kernels = self.kernels[i]
+        weight = conv.weight + torch.einsum("nk,koihw->noihw", coef, kernels.weight.unflatten(0, (self.k, -1)))
+        bias = conv.bias + coef @ kernels.bias.unflatten(0, (self.k, -1))
+        y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), weight.flatten(0, 1), bias.flatten(), padding=conv.padding,
+                     groups=n)
+        return y.view(n, -1, *y.shape[2:])
+
+    @torch.no_grad()
+    def grown_from(self, state: dict, prefix: str = "experts.") -> dict:
+        """``state`` (a net with fewer experts) made to fit this one: the old experts keep their slots, the new ones
+        keep this module's fresh kernels and get router rows of zeros, so the grown net starts as the old one."""
+        router = f"{prefix}router.{len(self.router) - 1}."
+        if router + "weight" not in state:
+            return state
+        convs = len(self.kernels)
+        old_k = state[router + "weight"].shape[0] // convs
+        if old_k >= self.k:
+            return state
+        grown = dict(state)
+        for key, fresh in self.state_dict().items():
+            key, fresh = prefix + key, fresh.clone()
+            if key.startswith(prefix + "kernels."):
+                fresh.unflatten(0, (self.k, -1))[:old_k] = state[key].unflatten(0, (old_k, -1))
+            elif key.startswith(router):
+                fresh.zero_().unflatten(0, (convs, self.k))[:, :old_k] = state[key].unflatten(0, (convs, old_k))
+            else:
+                continue
+            grown[key] = fresh
+        return grown
+
     @torch.no_grad()
     def fold(self, i: int, conv: nn.Conv2d, coef: torch.Tensor) -> nn.Conv2d:
         """The plain conv equal to ``conv(x) + delta(i, x, coef)`` for one stream (``coef`` 1×k)."""
@@ -328,8 +365,11 @@ class Student(nn.Module):
         middle = self.feature_points()[0]  # where a context branch joins the trunk
 
         def conv(i, layer, h):
-            y = layer(h)
-            return y if coefs is None else y + self.experts.delta(i, h, coefs[i])
+            if coefs is None:
+                return layer(h)
+            if isinstance(layer, nn.Conv2d):
+                return self.experts.mixed(i, layer, h, coefs[i])
+            return layer(h) + self.experts.delta(i, h, coefs[i])  # a RepConv's branches: the experts add to them
 
         # leaky: in a plain conv chain a dead ReLU layer cuts every path to the output (seen at lr 2e-3)
         y = F.leaky_relu(modulate(conv(0, self.head, self.unshuffle(x - 0.5)), films[0]), 0.1)

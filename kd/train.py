@@ -218,8 +218,11 @@ def main(argv=None):
     if not student and a.msssim_weight > 0 and a.patch < MSSSIM_MIN_SIDE:  # say so before the data loads, not mid-step
         raise SystemExit(f"--patch {a.patch} is too small for the MS-SSIM loss (needs >= {MSSSIM_MIN_SIDE} px): "
                          f"raise --patch or pass --msssim-weight 0")
-    if a.init:  # a net grows from a smaller one: its FiLM, experts or context branch start at the identity
-        missing, unexpected = model.load_state_dict(checkpoint.load_state(a.init, prefer_ema=True)["model"], strict=False)
+    if a.init:  # a net grows from a smaller one: its FiLM, (more) experts or context branch start at the identity
+        state = checkpoint.load_state(a.init, prefer_ema=True)["model"]
+        if getattr(model, "experts", None) is not None:  # more experts than the net grown from: the new ones start idle
+            state = model.experts.grown_from(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith(GROWN_MODULES) for k in missing):
             raise SystemExit(f"--init {a.init} does not fit this architecture (missing {missing}, unexpected {unexpected})")
     model = model.to(device, memory_format=fmt)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -177,6 +178,52 @@ def test_stream_experts_start_as_the_net_they_extend_and_fold_to_the_plain_stude
         assert config_of(loaded)["experts"] == 3 and (loaded(x, stream=call) - told_call).abs().max() < 1e-5
     with pytest.raises(ValueError, match="stream"):
         build(CONFIGS["student"] | {"experts": 2})
+
+
+def test_a_student_grown_to_more_experts_starts_as_the_one_it_grew_from():
+    """``--init`` from a net with 2 experts into one with 5: the old experts keep their slots and the new ones start
+    idle, so every stream gets the same output as before; the new experts are live (a router change moves it)."""
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    small = build(CONFIGS["student"] | {"stream": True, "experts": 2}).eval()
+    for p in small.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    big = build(CONFIGS["student"] | {"stream": True, "experts": 5}).eval()
+    big.load_state_dict(big.experts.grown_from(small.state_dict()))
+    x = torch.rand(2, 3, 32, 48)
+    streams = torch.from_numpy(np.stack([stream_condition("mild"), stream_condition("call")]))
+    with torch.no_grad():
+        assert (big(x, stream=streams) - small(x, stream=streams)).abs().max() < 1e-5
+        assert (big.experts.kernels[0].weight[small.experts.kernels[0].weight.shape[0]:]).abs().max() > 0
+        torch.nn.init.normal_(big.experts.router[-1].weight, std=0.5)
+        assert (big(x, stream=streams) - small(x, stream=streams)).abs().max() > 1e-3
+    state = big.state_dict()
+    assert small.experts.grown_from(state) is state  # more experts than this net: left to load_state_dict to refuse
+
+
+def test_experts_mixed_per_frame_equal_the_experts_run_apart():
+    """Training mixes each frame's expert kernels into one grouped conv: the same outputs and gradients as running
+    every expert and summing (the way ``delta`` does), per frame, channels_last input included."""
+    from kd.models import StreamExperts
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1)
+    experts = StreamExperts([conv], k=4)
+    torch.nn.init.normal_(experts.kernels[0].bias, std=0.1)
+    x = torch.rand(3, 6, 10, 12).contiguous(memory_format=torch.channels_last)
+    coef = torch.randn(3, 4)
+    outputs, grads = [], []
+    for run in (lambda: conv(x) + experts.delta(0, x, coef), lambda: experts.mixed(0, conv, x, coef)):
+        conv.zero_grad()
+        experts.zero_grad()
+        y = run()
+        (y * torch.linspace(0, 1, y.numel()).view_as(y)).sum().backward()
+        outputs.append(y.detach())
+        grads.append([conv.weight.grad.clone(), experts.kernels[0].weight.grad.clone()])
+    assert (outputs[0] - outputs[1]).abs().max() < 1e-5 and outputs[0].abs().max() > 0.1
+    for a, b in zip(*grads):
+        assert (a - b).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("config", [{"arch": "teacher", "blocks": 2, "width": 8, "unshuffle": 2, "stream": True},

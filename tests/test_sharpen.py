@@ -152,14 +152,13 @@ def test_self_ensemble_turns_each_view_back_before_averaging():
     from kd.sharpen import self_ensemble
 
     x = np.random.default_rng(0).random((1, 3, 6, 6), dtype=np.float32)
-    square = lambda a: a**2
     for n in (1, 2, 4, 8):
-        assert np.allclose(self_ensemble(square, x, n), x**2, atol=1e-6)
+        assert np.allclose(self_ensemble(np.square, x, n), x**2, atol=1e-6)
     ramp = np.arange(6, dtype=np.float32)
     assert np.allclose(self_ensemble(lambda a: a + ramp, x, 2), x + 2.5, atol=1e-6)  # (ramp + reversed ramp) / 2
     assert np.allclose(self_ensemble(lambda a: a + ramp, x, 1), x + ramp, atol=1e-6)
     with pytest.raises(ValueError, match="ensemble"):
-        self_ensemble(square, x, 3)
+        self_ensemble(np.square, x, 3)
 
 
 def test_ensemble_through_sharpen_keeps_shape_and_tiles(odd_photo, net_path):

@@ -287,3 +287,18 @@ def test_a_student_grows_a_context_branch_from_its_init(photo_dir, tmp_path):
                 "--init", str(small), "--out", str(grown)])
     before, after = checkpoint.load_state(small)["model"], checkpoint.load_state(grown)["model"]
     assert any(k.startswith("context.") for k in after) and not any(k.startswith("context.") for k in before)
+
+
+def test_a_student_grows_more_experts_from_its_init(photo_dir, tmp_path):
+    """--init of a student with 2 experts per conv into one with 4 loads (it failed on the kernels' shapes): the 2
+    keep their kernels in the first slots (learning rate 0, so nothing moved them)."""
+    few, more = tmp_path / "few.pt", tmp_path / "more.pt"
+    config = {"arch": "student", "width": 8, "convs": 2, "unshuffle": 2, "experts": 2}
+    tiny = ["--no-kd", "--stream-aware", "--data", str(photo_dir), "--val-data", str(photo_dir), "--batch", "2",
+            "--patch", "64", "--workers", "0", "--eval-every", "2", "--steps", "2", "--lr", "0"]
+    train_main(["--model-config", json.dumps(config), *tiny, "--out", str(few)])
+    train_main(["--model-config", json.dumps(config | {"experts": 4}), *tiny, "--init", str(few), "--out", str(more)])
+    before, after = checkpoint.load_state(few)["model"], checkpoint.load_state(more)["model"]
+    kernels = "experts.kernels.0.weight"
+    assert after[kernels].shape[0] == 2 * before[kernels].shape[0]
+    assert torch.allclose(after[kernels][: before[kernels].shape[0]], before[kernels], atol=1e-7)  # lr 0: as they were

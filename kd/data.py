@@ -430,7 +430,7 @@ class PatchDataset(torch.utils.data.IterableDataset):
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
                  degradation: Degradation | None = None, weights: np.ndarray | None = None,
                  codec_pairs: list[tuple[int, np.ndarray]] = (), codec_share: float = 0.3, zoom: float = 1.0,
-                 blind_share: float = 0.2, scale_only_share: float = 0.2):
+                 blind_share: float = 0.2, scale_only_share: float = 0.2, ladder_share: float = 0.0):
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
         if not keep:
             raise ValueError(f"no training image is at least {patch}px on its short side")
@@ -441,6 +441,7 @@ class PatchDataset(torch.utils.data.IterableDataset):
         self.degradation = degradation  # None = random training distribution; or a fixed Degradation
         self.blind_share = blind_share  # pairs whose stream is not told (a stream-aware net must also work blind)
         self.scale_only_share = scale_only_share  # of the told ones, told the scale but not the codec (calls)
+        self.ladder_share = ladder_share  # of the scaled ones, scaled by a step of a call's ladder (random_degradation)
         w = np.ones(len(self.images)) if weights is None else np.asarray(weights, float)[keep]
         self.weights = w / w.sum()
 
@@ -456,7 +457,8 @@ class PatchDataset(torch.utils.data.IterableDataset):
             return *augment(list(pair), rng), stream_condition(scale if told else None)
         img = self.images[rng.choice(len(self.images), p=self.weights)]
         clean = augment([zoomed_crop(img, self.patch, self.zoom, rng)], rng)[0]
-        d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs)
+        d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs,
+                                                   ladder_share=self.ladder_share)
         stream = stream_condition(None if not told else d.scale if scale_only else d)
         return degrade(clean, d), clean, stream
 

@@ -102,18 +102,29 @@ def video_codecs_available() -> tuple[str, ...]:
     return tuple(found)
 
 
+# The downscale factors a WebRTC sender steps through as its bandwidth drops (libwebrtc's VideoAdapter alternates
+# 3/4 and 2/3 of the side: 720p -> 960x540, 640x360, 480x270, 320x180), which also hold its ÷2 and ÷4 simulcast layers.
+CALL_LADDER = (4 / 3, 2.0, 8 / 3, 4.0)
+
+
 def random_degradation(rng: np.random.Generator, video_codecs: tuple[str, ...] | None = None,
-                       clean_share: float = 0.1) -> Degradation:
+                       clean_share: float = 0.1, ladder_share: float = 0.0) -> Degradation:
     """Sample the training distribution, wide enough to include light damage and none at all.
 
     ``clean_share`` of the pairs are left untouched (the net must learn to leave good frames alone); of the rest,
-    15% keep their size (codec only) and the others are scaled down by 1.1-4. Codecs: H.264/H.265 intra at QP 20-42
-    (35% when PyAV can encode) or JPEG at quality 10-95. A slight blur on 20%.
+    15% keep their size (codec only) and the others are scaled down by 1.1-4, ``ladder_share`` of those by a step of
+    ``CALL_LADDER`` (the sizes calls really arrive at, so a told net sees each of them often). Codecs: H.264/H.265
+    intra at QP 20-42 (35% when PyAV can encode) or JPEG at quality 10-95. A slight blur on 20%.
     """
     codecs = video_codecs_available() if video_codecs is None else video_codecs
     if rng.random() < clean_share:
         return Degradation(scale=1.0, codec="none")
-    scale = 1.0 if rng.random() < 0.15 else float(rng.uniform(1.1, 4.0))
+    if rng.random() < 0.15:
+        scale = 1.0
+    elif ladder_share and rng.random() < ladder_share:  # (no draw at 0: earlier runs' streams stay reproducible)
+        scale = float(rng.choice(CALL_LADDER))
+    else:
+        scale = float(rng.uniform(1.1, 4.0))
     blur = float(rng.uniform(0.2, 1.0)) if rng.random() < 0.2 else 0.0
     if codecs and rng.random() < 0.35:
         return Degradation(scale=scale, codec=str(rng.choice(codecs)), quality=int(rng.integers(20, 43)), blur=blur)

@@ -66,6 +66,9 @@ def parse_args(argv=None):
     ap.add_argument("--data", type=Path, default=Path("data/train"), help="folder of photos or a packed .npz shard")
     ap.add_argument("--val-data", type=Path, default=Path("data/val"), help="held-out photos (folder data only)")
     ap.add_argument("--degradation", default="random", help="'random' (training distribution) or a preset name")
+    ap.add_argument("--ladder-share", type=float, default=0.0,
+                    help="share of the scaled training pairs scaled by a step of a WebRTC sender's ladder "
+                         "(kd.degrade.CALL_LADDER: ÷4/3, ÷2, ÷8/3, ÷4) instead of uniformly in 1.1-4")
     ap.add_argument("--zoom", type=float, default=3.0,
                     help="zoom photos out by up to this factor before cropping (call-frame detail; 1 = off)")
     ap.add_argument("--steps", type=int, default=8000, help="length of the schedule in steps")
@@ -264,7 +267,7 @@ def main(argv=None):
     else:
         ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
                           weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom, blind_share=a.blind_share,
-                          scale_only_share=a.scale_only_share)  # a new stream on resume
+                          scale_only_share=a.scale_only_share, ladder_share=a.ladder_share)  # a new stream on resume
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
                                               pin_memory=device.type == "cuda", persistent_workers=a.workers > 0,
                                               worker_init_fn=leave_sigterm_to_the_main))

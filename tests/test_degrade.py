@@ -53,6 +53,22 @@ def test_random_distribution_covers_clean_light_and_heavy_damage():
     assert all(d.codec == "jpeg" for d in (random_degradation(rng, ()) for _ in range(200)) if d.codec != "none")
 
 
+def test_ladder_share_draws_a_calls_downscale_steps_and_leaves_the_default_stream_alone():
+    """With ``ladder_share`` half the scaled pairs land on WebRTC's steps (÷4/3, ÷2, ÷8/3, ÷4), each of them; at 0
+    the draws are those of a generator that never heard of the ladder (earlier runs stay reproducible)."""
+    from kd.degrade import CALL_LADDER
+
+    rng = np.random.default_rng(1)
+    draws = [random_degradation(rng, (), ladder_share=0.5) for _ in range(3000)]
+    scaled = [d.scale for d in draws if d.scale > 1]
+    on_ladder = [s for s in scaled if any(abs(s - step) < 1e-12 for step in CALL_LADDER)]
+    assert 0.45 < len(on_ladder) / len(scaled) < 0.55 and {round(s, 3) for s in on_ladder} == {1.333, 2.0, 2.667, 4.0}
+    assert all(1.1 <= s <= 4.0 for s in scaled)
+    plain, zero = np.random.default_rng(2), np.random.default_rng(2)
+    assert [random_degradation(plain, ()) for _ in range(300)] == [random_degradation(zero, (), ladder_share=0.0)
+                                                                   for _ in range(300)]
+
+
 @pytest.mark.parametrize("codec", ["h264", "h265"])
 def test_video_codec_roundtrip(odd_photo, codec):
     if codec not in video_codecs_available():

@@ -6,8 +6,8 @@
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
-(told and not told; told also at INT8), the one before it (4 experts per conv instead of 16) and the one before that (no
-context branch), a blind snapshot of the long CPU
+(told and not told; told also at INT8), the one before it (the same before training with a call's downscale steps),
+the one before that (4 experts per conv instead of 16) and the one before that (no context branch), a blind snapshot of the long CPU
 teacher run, the previous stream-aware CPU teacher, and the shipped GPU teacher, told each preset's stream (as a
 receiver knows its own) and not told (an upload); told, also averaged over 8 flips/transposes (self-ensemble,
 ``kd.sharpen(ensemble=8)``).
@@ -50,7 +50,8 @@ DEFAULT_METHODS = {
     "student ×4 grid, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x4_stream.pt") + "+stream",
     "student ×2 grid, FiLM only, told (ablation)": str(WEIGHTS_DIR / "ablation" / "student_x2_film.pt") + "+stream",
     "student ×2 grid + experts (earlier), told": str(WEIGHTS_DIR / "ablation" / "student_x2_experts.pt") + "+stream",
-    "student + context, 4 experts, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x2_context.pt") + "+stream",
+    "student + context, 4 experts (earlier), told": str(WEIGHTS_DIR / "ablation" / "student_x2_context.pt") + "+stream",
+    "student + context, 16 experts, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x2_experts16.pt") + "+stream",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",

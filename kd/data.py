@@ -289,7 +289,7 @@ class TrainingSet:
 
     images: list[np.ndarray]
     weights: np.ndarray  # draw probability per image
-    codec_pairs: list[tuple[int, np.ndarray]]  # (index into images, decoded small frame) made where PyAV exists
+    codec_pairs: list[tuple[int, np.ndarray, Degradation]]  # (index into images, decoded small frame, its stream)
     val: dict[str, tuple[np.ndarray, np.ndarray]]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8
 
 
@@ -326,16 +326,27 @@ def _unblob(data: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+def _stored_jpeg(img: np.ndarray, quality: int) -> bytes:
+    """How a shard stores a frame: 4:4:4 JPEG (no chroma subsampling) at ``quality``."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality,
+                            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+    return buf.tobytes()
+
+
 def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, codec_per_crop: float = 0.35,
-         quality: int = 97, seed: int = 0, zoom: float = 3.0) -> Path:
+         quality: int = 97, seed: int = 0, zoom: float = 3.0, ladder_share: float = 0.0) -> Path:
     """Cut random size×size crops of the training photos into one compressed .npz shard of at most ``max_mb``.
 
     Crops are stored as 4:4:4 JPEG at ``quality`` (≈44 dB: far below any damage we train on), drawn with the
     same weights as ``PatchDataset`` (faces more often) and zoomed out by up to ``zoom`` (``zoomed_crop``). Each crop
     gets ``codec_per_crop`` H.264/H.265 degradations on average (0.35: a third get one; 3: three each), made here
-    and stored as the decoded small frame (lossless PNG), so the machine that trains needs no PyAV. Why more than
+    and stored as the decoded small frame (the same JPEG: a quarter of a PNG's size, so a shard that must travel holds
+    several times more pairs), so the machine that trains needs no PyAV. Why more than
     one: a GPU run sees only these codec pairs, and with 434 of them the GPU teacher learned them by heart (its
-    validation `call` gain fell while the others rose).
+    validation `call` gain fell while the others rose). ``ladder_share``: as in training (``random_degradation``),
+    that share of the scaled codec pairs is scaled by a step of a call's ladder. Each pair's stream (scale, QP, blur)
+    is stored with it, so a stream-aware net is told it as in a run that makes its pairs itself.
     The validation pairs of every preset are stored too.
     """
     rng = np.random.default_rng(seed)
@@ -354,21 +365,18 @@ def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, co
         if min(img.shape[:2]) < size:
             continue
         crop = zoomed_crop(img, size, zoom, rng)
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
-        jpegs.append(buf.tobytes())
+        buf = _stored_jpeg(crop, quality)
+        jpegs.append(buf)
         total += len(buf)
         for _ in range(int(codec_per_crop) + (rng.random() < codec_per_crop % 1)):
-            d = random_degradation(rng, codecs, clean_share=0)
+            d = random_degradation(rng, codecs, clean_share=0, ladder_share=ladder_share)
             while d.codec not in codecs:
-                d = random_degradation(rng, codecs, clean_share=0)
+                d = random_degradation(rng, codecs, clean_share=0, ladder_share=ladder_share)
             small = transmit(decode_image(buf), d)
-            png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))[1].tobytes()
-            smalls.append(png)
+            smalls.append(_stored_jpeg(small, quality))
             index.append(len(jpegs) - 1)
             params.append((d.scale, d.quality, d.blur))
-            total += len(png)
+            total += len(smalls[-1])
         bar.update(round(min(total / 2**20, max_mb) - bar.n, 2))
     bar.close()
     val = validation_pairs(load_images(val_src)) if val_src.is_dir() and list_images(val_src) else {}
@@ -376,11 +384,18 @@ def pack(src: Path, val_src: Path, out: Path, max_mb: float, size: int = 192, co
     jd, jo = _blobs(jpegs)
     cd, co = _blobs(smalls)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, train_jpeg=jd, train_offsets=jo, codec_png=cd, codec_offsets=co,
+    np.savez_compressed(out, train_jpeg=jd, train_offsets=jo, codec_small=cd, codec_offsets=co,
                         codec_index=np.array(index, np.int64), codec_params=np.array(params, np.float32), **arrays)
     print(f"packed {len(jpegs)} crops of {size}² ({len(smalls)} with codec pairs) and validation at "
           f"{sorted(val)} into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     return out
+
+
+def packed_degradation(params: np.ndarray) -> Degradation:
+    """The stream of a packed codec pair from its stored (scale, QP, blur). The codec is stored as neither H.264 nor
+    H.265: a receiver's stream condition is the same for both (``stream_condition``: video QP), so "h264" stands in."""
+    scale, quality, blur = (float(v) for v in params)
+    return Degradation(scale=scale, codec="h264", quality=round(quality), blur=blur)
 
 
 def load_validation(path: Path | str, presets=tuple(PRESETS)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -401,7 +416,8 @@ def load_training(path: Path | str, val_path: Path | str | None = None, min_side
             raise SystemExit(f"no shard at {path}: make one with `python -m kd.data pack`")
         z = np.load(path)
         images = [decode_image(b) for b in tqdm(_unblob(z["train_jpeg"], z["train_offsets"]), desc="decoding", leave=False)]
-        pairs = [(int(i), decode_image(b)) for i, b in zip(z["codec_index"], _unblob(z["codec_png"], z["codec_offsets"]))]
+        smalls = _unblob(z["codec_small" if "codec_small" in z.files else "codec_png"], z["codec_offsets"])  # (older: PNG)
+        pairs = [(int(i), decode_image(b), packed_degradation(p)) for i, b, p in zip(z["codec_index"], smalls, z["codec_params"])]
         return TrainingSet(images, np.full(len(images), 1 / len(images)), pairs, load_validation(path))
     if not path.is_dir() or not list_images(path):
         raise SystemExit(f"no training images at {path}: run `python -m kd.data fetch --out data` (or pack a shard)")
@@ -436,7 +452,7 @@ class PatchDataset(torch.utils.data.IterableDataset):
             raise ValueError(f"no training image is at least {patch}px on its short side")
         remap = {old: new for new, old in enumerate(keep)}
         self.images = [images[i] for i in keep]
-        self.codec_pairs = [(remap[i], small) for i, small in codec_pairs if i in remap]
+        self.codec_pairs = [(remap[i], small, d) for i, small, d in codec_pairs if i in remap]
         self.patch, self.seed, self.rank, self.codec_share, self.zoom = patch, seed, rank, codec_share, zoom
         self.degradation = degradation  # None = random training distribution; or a fixed Degradation
         self.blind_share = blind_share  # pairs whose stream is not told (a stream-aware net must also work blind)
@@ -450,17 +466,16 @@ class PatchDataset(torch.utils.data.IterableDataset):
         told = rng.random() >= self.blind_share
         scale_only = rng.random() < self.scale_only_share
         if self.degradation is None and self.codec_pairs and rng.random() < self.codec_share:
-            i, small = self.codec_pairs[rng.integers(len(self.codec_pairs))]
+            i, small, d = self.codec_pairs[rng.integers(len(self.codec_pairs))]
             clean = self.images[i]
-            pair = paired_random_crop(display(small, clean.shape[:2]), clean, self.patch, rng)
-            scale = min(8.0, max(1.0, clean.shape[1] / small.shape[1]))  # packed pairs do not record their QP
-            return *augment(list(pair), rng), stream_condition(scale if told else None)
-        img = self.images[rng.choice(len(self.images), p=self.weights)]
-        clean = augment([zoomed_crop(img, self.patch, self.zoom, rng)], rng)[0]
-        d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs,
-                                                   ladder_share=self.ladder_share)
-        stream = stream_condition(None if not told else d.scale if scale_only else d)
-        return degrade(clean, d), clean, stream
+            degraded, clean = augment(list(paired_random_crop(display(small, clean.shape[:2]), clean, self.patch, rng)), rng)
+        else:
+            img = self.images[rng.choice(len(self.images), p=self.weights)]
+            clean = augment([zoomed_crop(img, self.patch, self.zoom, rng)], rng)[0]
+            d = self.degradation or random_degradation(rng, () if self.codec_pairs else codecs,
+                                                       ladder_share=self.ladder_share)
+            degraded = degrade(clean, d)
+        return degraded, clean, stream_condition(None if not told else d.scale if scale_only else d)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -493,6 +508,8 @@ def main(argv=None):
     p.add_argument("--zoom", type=float, default=3.0, help="zoom crops out by up to this factor (call-frame detail)")
     p.add_argument("--codec-per-crop", type=float, default=0.35,
                    help="H.264/H.265 pairs made per crop on average (all the codec damage a machine without PyAV sees)")
+    p.add_argument("--ladder-share", type=float, default=0.0,
+                   help="share of the scaled codec pairs on a call's downscale ladder (as kd.train --ladder-share)")
     p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "fetch":
@@ -500,7 +517,10 @@ def main(argv=None):
     else:
         if a.codec_per_crop < 0:
             ap.error("--codec-per-crop must be >= 0")
-        pack(a.src, a.val, a.out, a.max_mb, a.size, codec_per_crop=a.codec_per_crop, seed=a.seed, zoom=a.zoom)
+        if not 0 <= a.ladder_share <= 1:
+            ap.error("--ladder-share must be in [0, 1]")
+        pack(a.src, a.val, a.out, a.max_mb, a.size, codec_per_crop=a.codec_per_crop, seed=a.seed, zoom=a.zoom,
+             ladder_share=a.ladder_share)
 
 
 if __name__ == "__main__":

@@ -122,23 +122,26 @@ class StreamExperts(nn.Module):
 
     @torch.no_grad()
     def grown_from(self, state: dict, prefix: str = "experts.") -> dict:
-        """``state`` (a net with fewer experts) made to fit this one: the old experts keep their slots, the new ones
-        keep this module's fresh kernels and get router rows of zeros, so the grown net starts as the old one."""
+        """``state`` (a net with fewer experts, or experts on fewer convs) made to fit this one: the old experts keep
+        their slots, the new ones keep this module's fresh kernels and get router rows of zeros, so the grown net
+        starts as the old one. New convs come after the old ones (``Student.expert_convs``' order)."""
         router = f"{prefix}router.{len(self.router) - 1}."
         if router + "weight" not in state:
             return state
         convs = len(self.kernels)
-        old_k = state[router + "weight"].shape[0] // convs
-        if old_k >= self.k:
-            return state
+        old_convs = sum(k.startswith(prefix + "kernels.") and k.endswith(".weight") for k in state)
+        old_k = state[router + "weight"].shape[0] // old_convs
+        if old_k > self.k or old_convs > convs or (old_k, old_convs) == (self.k, convs):
+            return state  # nothing to grow, or more than this net holds: left to load_state_dict to accept or refuse
         grown = dict(state)
         for key, fresh in self.state_dict().items():
             key, fresh = prefix + key, fresh.clone()
-            if key.startswith(prefix + "kernels."):
+            if key.startswith(prefix + "kernels.") and key in state:
                 fresh.unflatten(0, (self.k, -1))[:old_k] = state[key].unflatten(0, (old_k, -1))
             elif key.startswith(router):
-                fresh.zero_().unflatten(0, (convs, self.k))[:, :old_k] = state[key].unflatten(0, (convs, old_k))
-            else:
+                fresh.zero_().unflatten(0, (convs, self.k))[:old_convs, :old_k] = \
+                    state[key].unflatten(0, (old_convs, old_k))
+            elif not key.startswith(prefix + "kernels."):
                 continue
             grown[key] = fresh
         return grown
@@ -176,7 +179,7 @@ def without_film(net: nn.Module, stream) -> tuple[nn.Module, list[tuple[torch.Te
     """A blind copy of a stream-aware ``net`` (same weights, no FiLM or experts, the coring ``stream`` gets) and the
     modulations its FiLM gives ``stream``, for the caller to fold into the copy's convs."""
     s = stream_batch(stream, torch.zeros(1, 1))
-    config = {k: v for k, v in net.config.items() if k not in ("experts", "told_coring")}
+    config = {k: v for k, v in net.config.items() if k not in ("experts", "told_coring", "expert_scope")}
     plain = type(net)(**config | {"stream": False, "coring": float(coring_levels(net.config, s))})
     plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(STREAM_MODULES)})
     return plain, net.film(s)
@@ -234,6 +237,14 @@ class Teacher(nn.Module):
         nn.init.zeros_(self.tail.weight)  # start as the identity: the input is already a fair guess
         nn.init.zeros_(self.tail.bias)
         self.film = StreamFiLM([width] * (1 + blocks)) if stream else None
+
+    def expert_convs(self) -> list[nn.Conv2d]:
+        """The convs that get experts, in the experts' order: head and body; with ``expert_scope="all"`` then the
+        tail and the context branch's convs (after the trunk's, so a net grown from a trunk-only one keeps its slots)."""
+        convs = [self._conv(self.head), *map(self._conv, self.body)]
+        if self.config.get("expert_scope") == "all":
+            convs += [self.tail, *(self.context.convs() if self.context is not None else [])]
+        return convs
 
     @property
     def multiple(self) -> int:
@@ -316,9 +327,13 @@ class Context(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:  # y's sides are multiples of pool (the net's ``multiple``)
-        z = F.leaky_relu(self.conv1(F.avg_pool2d(y, self.pool)), 0.1)
-        z = self.out(F.leaky_relu(self.conv2(z), 0.1))
+    def convs(self) -> list[nn.Conv2d]:
+        return [self.conv1, self.conv2, self.out]
+
+    def forward(self, y: torch.Tensor, run=lambda j, conv, h: conv(h)) -> torch.Tensor:
+        """``run(j, conv, h)`` applies the branch's ``j``-th conv (the student passes one that adds its experts)."""
+        z = F.leaky_relu(run(0, self.conv1, F.avg_pool2d(y, self.pool)), 0.1)  # y's sides: multiples of pool
+        z = run(2, self.out, F.leaky_relu(run(1, self.conv2, z), 0.1))
         return y + F.interpolate(z, scale_factor=self.pool, mode="bilinear", align_corners=False)
 
 
@@ -333,17 +348,22 @@ class Student(nn.Module):
     kernels, folded away likewise.
     ``context=c`` (> 0): a ``Context`` branch of ``c`` channels at 1/``context_pool`` of the grid, added after the
     middle body conv; sides must then be multiples of unshuffle × context_pool.
+    ``expert_scope="all"``: experts also on the tail and the context branch's convs (which the FiLM leaves shared by
+    every stream); they fold away the same way, so the net that runs keeps its size and cost.
     """
 
     def __init__(self, width: int = 32, convs: int = 3, unshuffle: int = 4, tail_kernel: int = 1, rep: bool = False,
                  coring: float = 0.0, stream: bool = False, experts: int = 1, told_coring: float | None = None,
-                 context: int = 0, context_pool: int = 8):
+                 context: int = 0, context_pool: int = 8, expert_scope: str = "trunk"):
         super().__init__()
         if experts > 1 and not stream:
             raise ValueError("experts are chosen by the stream: experts > 1 needs stream=True")
+        if expert_scope not in ("trunk", "all") or (expert_scope == "all" and experts < 2):
+            raise ValueError(f"expert_scope is 'trunk' or 'all' (the latter with experts > 1), got {expert_scope!r}")
         self.config = dict(width=width, convs=convs, unshuffle=unshuffle, tail_kernel=tail_kernel, rep=rep,
                            coring=coring, stream=stream) | ({"experts": experts} if experts > 1 else {}) \
-            | told_config(stream, told_coring) | ({"context": context, "context_pool": context_pool} if context else {})
+            | told_config(stream, told_coring) | ({"context": context, "context_pool": context_pool} if context else {}) \
+            | ({"expert_scope": expert_scope} if expert_scope != "trunk" else {})
         c = 3 * unshuffle**2
         conv3 = RepConv if rep else (lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1))
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(unshuffle), nn.PixelShuffle(unshuffle)
@@ -353,12 +373,20 @@ class Student(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         self.film = StreamFiLM([width] * (1 + convs)) if stream else None
-        self.experts = StreamExperts([self._conv(self.head), *map(self._conv, self.body)], experts) if experts > 1 else None
         self.context = Context(width, context, context_pool) if context else None
+        self.experts = StreamExperts(self.expert_convs(), experts) if experts > 1 else None
 
     @staticmethod
     def _conv(layer) -> nn.Conv2d:
         return layer.conv3 if isinstance(layer, RepConv) else layer
+
+    def expert_convs(self) -> list[nn.Conv2d]:
+        """The convs that get experts, in the experts' order: head and body; with ``expert_scope="all"`` then the
+        tail and the context branch's convs (after the trunk's, so a net grown from a trunk-only one keeps its slots)."""
+        convs = [self._conv(self.head), *map(self._conv, self.body)]
+        if self.config.get("expert_scope") == "all":
+            convs += [self.tail, *(self.context.convs() if self.context is not None else [])]
+        return convs
 
     @property
     def multiple(self) -> int:
@@ -369,6 +397,8 @@ class Student(nn.Module):
         films = self.film(s) if s is not None else [None] * (1 + len(self.body))
         coefs = self.experts(s) if self.experts is not None else None
         middle = self.feature_points()[0]  # where a context branch joins the trunk
+        n = 1 + len(self.body)  # experts beyond the trunk's (expert_scope "all"): the tail's, then the context's
+        beyond = coefs is not None and len(coefs) > n
 
         def conv(i, layer, h):
             if coefs is None:
@@ -383,10 +413,10 @@ class Student(nn.Module):
         for i, layer in enumerate(self.body):
             y = F.leaky_relu(modulate(conv(1 + i, layer, y), films[1 + i]), 0.1)
             if self.context is not None and i == middle:
-                y = self.context(y)
+                y = self.context(y, (lambda j, c, h: conv(n + 1 + j, c, h)) if beyond else (lambda j, c, h: c(h)))
             if i in self.feature_points():
                 feats.append(y)
-        out = x + core(self.shuffle(self.tail(y)), coring_levels(self.config, s))
+        out = x + core(self.shuffle(conv(n, self.tail, y) if beyond else self.tail(y)), coring_levels(self.config, s))
         return (out, feats) if return_features else out
 
     def feature_points(self) -> tuple[int, ...]:
@@ -416,12 +446,17 @@ class Student(nn.Module):
         if net.film is None:
             return net
         plain, films = without_film(net, stream)
-        convs = [net.head, *net.body]
+        convs = net.expert_convs()
         if net.experts is not None:
             coefs = net.experts(stream_batch(stream, torch.zeros(1, 1)))
             convs = [net.experts.fold(i, c, coef) for i, (c, coef) in enumerate(zip(convs, coefs))]
+        n = 1 + len(net.body)
         plain.head = fold_film(convs[0], films[0])
-        plain.body = nn.ModuleList(fold_film(c, f) for c, f in zip(convs[1:], films[1:]))
+        plain.body = nn.ModuleList(fold_film(c, f) for c, f in zip(convs[1:n], films[1:]))
+        if len(convs) > n:  # expert_scope "all": the tail and the context convs fold too (no FiLM on them)
+            plain.tail = convs[n]
+            if plain.context is not None:
+                plain.context.conv1, plain.context.conv2, plain.context.out = convs[n + 1:]
         return plain.eval()
 
 

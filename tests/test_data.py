@@ -37,8 +37,34 @@ def test_pack_makes_the_asked_number_of_codec_pairs_per_crop(tmp_path):
                    str(tmp_path / name), "--max-mb", "0.08", "--size", "96", "--codec-per-crop", str(per_crop)])
     two, none = load_training(tmp_path / "two.npz"), load_training(tmp_path / "none.npz")
     assert len(two.images) >= 2 and not none.codec_pairs
-    assert [i for i, _ in two.codec_pairs] == [i for i in range(len(two.images)) for _ in range(2)]
-    for _, small in two.codec_pairs:
+    assert [i for i, _, _ in two.codec_pairs] == [i for i in range(len(two.images)) for _ in range(2)]
+    for _, small, d in two.codec_pairs:
         assert max(small.shape[:2]) <= 96 and small.shape[2] == 3
+        assert d.codec in ("h264", "h265") and 20 <= d.quality <= 42 and 1 <= d.scale <= 4
     with pytest.raises(SystemExit):
         data_main(["pack", "--src", str(tmp_path / "train"), "--out", str(tmp_path / "x.npz"), "--codec-per-crop", "-1"])
+
+
+def test_packed_codec_pairs_are_told_their_full_stream(tmp_path):
+    """A stream-aware net trained from a shard must be told a codec pair's QP, as a run that makes its own pairs is
+    (a receiver knows its quantiser; the `call` preset is told it). Before, shard pairs were told their scale alone,
+    so a GPU run never saw told H.264 and lost `call`."""
+    from skimage import data as skdata
+
+    from kd.data import PatchDataset, load_training, main as data_main, write_image
+    from kd.degrade import stream_condition
+
+    write_image(tmp_path / "train" / "coffee.png", skdata.coffee()[:200, :240])
+    data_main(["pack", "--src", str(tmp_path / "train"), "--val", str(tmp_path / "no-val"), "--out",
+               str(tmp_path / "s.npz"), "--max-mb", "0.05", "--size", "96", "--codec-per-crop", "3",
+               "--ladder-share", "1"])
+    shard = load_training(tmp_path / "s.npz")
+    scaled = [d.scale for _, _, d in shard.codec_pairs if d.scale > 1]
+    assert scaled and all(min(abs(s - r) for r in (4 / 3, 2, 8 / 3, 4)) < 1e-5 for s in scaled)  # on the ladder
+    ds = PatchDataset(shard.images, 64, codec_pairs=shard.codec_pairs, codec_share=1.0, blind_share=0.0,
+                      scale_only_share=0.0)
+    rng = np.random.default_rng(0)
+    told = [ds.sample(rng, ())[2] for _ in range(20)]
+    conditions = {tuple(stream_condition(d)) for _, _, d in shard.codec_pairs}
+    assert all(t[2] == 1 and t[4] > 0 for t in told)  # codec known, video QP told
+    assert all(tuple(t) in conditions for t in told)

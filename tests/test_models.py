@@ -202,6 +202,37 @@ def test_a_student_grown_to_more_experts_starts_as_the_one_it_grew_from():
     assert small.experts.grown_from(state) is state  # more experts than this net: left to load_state_dict to refuse
 
 
+def test_experts_on_the_tail_and_context_grow_from_trunk_experts_and_fold_to_the_plain_student():
+    """``expert_scope="all"`` gives the tail and the context branch their own experts (the FiLM leaves them shared by
+    every stream). Grown from a net with trunk experts only (fewer of them too) it starts as that net; trained, the new
+    experts change the output, and the net folded for a stream is the plain context student computing the same
+    (max abs diff < 1e-4), at the same cost."""
+    from kd.degrade import stream_condition
+
+    torch.manual_seed(0)
+    old = build(CONFIGS["student-context"] | {"stream": True, "experts": 2}).eval()
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    net = build(config_of(old) | {"experts": 4, "expert_scope": "all"}).eval()
+    assert len(net.experts.kernels) == len(old.experts.kernels) + 4  # + tail + the context's three convs
+    net.load_state_dict(net.experts.grown_from(old.state_dict()))
+    x = torch.rand(2, 3, 64, 96)
+    streams = torch.from_numpy(np.stack([stream_condition("mild"), stream_condition("call")]))
+    with torch.no_grad():
+        assert (net(x, stream=streams) - old(x, stream=streams)).abs().max() < 1e-5
+        router = net.experts.router[-1].weight.unflatten(0, (len(net.experts.kernels), 4))
+        torch.nn.init.normal_(router[5:], std=0.5)  # only the tail's and the context's experts come alive
+        told = net(x, stream=streams)
+        assert (told - old(x, stream=streams)).abs().max() > 1e-3
+        for i, name in enumerate(("mild", "call")):
+            plain = net.for_stream(stream_condition(name))
+            assert config_of(plain) == CONFIGS["student-context"] | {"rep": False, "coring": 0.0, "stream": False}
+            assert (plain(x[i:i + 1]) - told[i:i + 1]).abs().max() < 1e-4
+    assert gflops(plain, 720, 1280) == gflops(build("student-context"), 720, 1280)
+    with pytest.raises(ValueError, match="expert_scope"):
+        build(CONFIGS["student-context"] | {"stream": True, "expert_scope": "all"})
+
+
 def test_experts_mixed_per_frame_equal_the_experts_run_apart():
     """Training mixes each frame's expert kernels into one grouped conv: the same outputs and gradients as running
     every expert and summing (the way ``delta`` does), per frame, channels_last input included."""

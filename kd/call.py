@@ -191,6 +191,16 @@ class Sharpener(threading.Thread):
             self.cond.notify()
         self.join()
 
+    def prepare(self) -> None:
+        """Run the model once at every size the sender may send (``SCALES``), before the call starts.
+
+        Why: a stream-aware net is folded, exported and compiled once per stream it is told (~4 s for OpenVINO here);
+        done on the first frame of a new stream, that stalled the call (p95 3.8 s when the sender stepped down).
+        """
+        for s in SCALES:
+            w, h = sent_size(self.size, s)
+            self.process(np.zeros((h, w, 3), np.uint8))
+
     def process(self, small: np.ndarray) -> np.ndarray:
         from kd.sharpen import sharpen
 
@@ -296,7 +306,7 @@ def run_call(frames: list[np.ndarray], fps: float = 30.0, schedule: list[Phase] 
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"display size must be even, got {size[0]}x{size[1]}")
     sharpener = Sharpener(size, model, backend, realtime, when)
-    sharpener.process(np.zeros((size[1] // 2, size[0] // 2, 3), np.uint8))  # load the model before the call starts
+    sharpener.prepare()  # the net for every stream the sender may send, ready before the call starts
     sharpener.start()
     try:
         log = asyncio.run(_call(frames, fps, schedule, codec, sharpener, timeout))

@@ -107,3 +107,21 @@ def test_receiver_tells_a_stream_aware_net_how_much_the_sender_shrank_the_pictur
     out = Sharpener(SIZE, aware_net_path, "torch").process(small)
     assert np.array_equal(out, sharpen(up, model=aware_net_path, backend="torch", stream=2.0))
     assert not np.array_equal(out, sharpen(up, model=aware_net_path, backend="torch"))
+
+
+def test_receiver_prepares_the_net_of_every_stream_before_the_call(frames, aware_net_path):
+    """A stream-aware net is folded and compiled per stream; done on the first frame of a new stream it stalled the
+    call for seconds. After ``prepare`` no size the sender steps to builds a new runner mid-call."""
+    import cv2
+
+    from kd.call import SCALES, Sharpener
+    from kd.runtime import runner
+
+    receiver = Sharpener(SIZE, aware_net_path, "torch")
+    receiver.prepare()
+    built = runner.cache_info().misses
+    for s in SCALES:
+        small = cv2.resize(frames[0], sent_size(SIZE, s), interpolation=cv2.INTER_AREA)
+        receiver.process(small)
+    assert runner.cache_info().misses == built
+    assert len({sent_size(SIZE, s) for s in SCALES}) == len(SCALES)  # each step really is a stream of its own

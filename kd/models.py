@@ -489,7 +489,8 @@ ARCHS = {"teacher": Teacher, "student": Student, "seed": SeedStudent}
 # "student" computes on the ×2 grid: 16 channels, six 3×3 convs, 12.8 k parameters, 5.8 GFLOP per 720p frame; at the
 # same cost as "student-x4" (43 k parameters on the ×4 grid, an earlier student) it restores more (README, Results)
 # and a 1-pixel shift of the frame moves its output less (half the grid). "student-context" (shipped, grown from a
-# trained "student" with --init) adds a ``Context`` branch: 27.2 k parameters, 5.94 GFLOP.
+# trained "student" with --init) adds a ``Context`` branch: 27.2 k parameters, 5.94 GFLOP. The shipped student is that
+# net told its stream, with 16 experts on every conv (``expert_scope="all"``), all folded away per stream to run.
 CONFIGS = {
     "teacher": dict(arch="teacher", blocks=12, width=96, unshuffle=4),
     "teacher-cpu": dict(arch="teacher", blocks=8, width=48, unshuffle=2),

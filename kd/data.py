@@ -445,7 +445,7 @@ class PatchDataset(torch.utils.data.IterableDataset):
 
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
                  degradation: Degradation | None = None, weights: np.ndarray | None = None,
-                 codec_pairs: list[tuple[int, np.ndarray]] = (), codec_share: float = 0.3, zoom: float = 1.0,
+                 codec_pairs: list[tuple[int, np.ndarray, Degradation]] = (), codec_share: float = 0.3, zoom: float = 1.0,
                  blind_share: float = 0.2, scale_only_share: float = 0.2, ladder_share: float = 0.0):
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
         if not keep:

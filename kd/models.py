@@ -238,14 +238,6 @@ class Teacher(nn.Module):
         nn.init.zeros_(self.tail.bias)
         self.film = StreamFiLM([width] * (1 + blocks)) if stream else None
 
-    def expert_convs(self) -> list[nn.Conv2d]:
-        """The convs that get experts, in the experts' order: head and body; with ``expert_scope="all"`` then the
-        tail and the context branch's convs (after the trunk's, so a net grown from a trunk-only one keeps its slots)."""
-        convs = [self._conv(self.head), *map(self._conv, self.body)]
-        if self.config.get("expert_scope") == "all":
-            convs += [self.tail, *(self.context.convs() if self.context is not None else [])]
-        return convs
-
     @property
     def multiple(self) -> int:
         return self.config["unshuffle"]
@@ -407,16 +399,19 @@ class Student(nn.Module):
                 return self.experts.mixed(i, layer, h, coefs[i])
             return layer(h) + self.experts.delta(i, h, coefs[i])  # a RepConv's branches: the experts add to them
 
+        def beyond_trunk(i, layer, h):  # the tail (i = n) and the context convs: with experts only in scope "all"
+            return conv(i, layer, h) if beyond else layer(h)
+
         # leaky: in a plain conv chain a dead ReLU layer cuts every path to the output (seen at lr 2e-3)
         y = F.leaky_relu(modulate(conv(0, self.head, self.unshuffle(x - 0.5)), films[0]), 0.1)
         feats = []
         for i, layer in enumerate(self.body):
             y = F.leaky_relu(modulate(conv(1 + i, layer, y), films[1 + i]), 0.1)
             if self.context is not None and i == middle:
-                y = self.context(y, (lambda j, c, h: conv(n + 1 + j, c, h)) if beyond else (lambda j, c, h: c(h)))
+                y = self.context(y, lambda j, c, h: beyond_trunk(n + 1 + j, c, h))
             if i in self.feature_points():
                 feats.append(y)
-        out = x + core(self.shuffle(conv(n, self.tail, y) if beyond else self.tail(y)), coring_levels(self.config, s))
+        out = x + core(self.shuffle(beyond_trunk(n, self.tail, y)), coring_levels(self.config, s))
         return (out, feats) if return_features else out
 
     def feature_points(self) -> tuple[int, ...]:

@@ -14,11 +14,7 @@ T_BATCH=${T_BATCH:-64}; S_BATCH=${S_BATCH:-64}; T_MODEL=${T_MODEL:-teacher-gpu};
 DATA=${DATA:-data/train_shard.npz}; S_MODEL=${S_MODEL:-student-rep}; S_LR=${S_LR:-2e-3}
 AWARE=$([ "${STREAM:-1}" = 1 ] && echo --stream-aware || true)
 mkdir -p "$OUT" runs
-if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import pytorch_msssim" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
-export PYTHONUNBUFFERED=1
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source "$(dirname "$0")/gpu_setup.sh"
 python3 -m kd.train --model "$T_MODEL" --data "$DATA" --minutes "$T_MIN" --steps 1000000 \
   --batch "$T_BATCH" --patch 128 --lr 5e-4 --warmup 300 --workers "$WORKERS" --eval-every "$EVAL" \
   --save-every 1000000 --best-fp16 $AWARE ${T_INIT:+--init "$T_INIT"} \

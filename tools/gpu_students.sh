@@ -12,11 +12,7 @@ OUT=${OUT:-runs/gpu}; S_MIN=${S_MIN:-5}; DATA=${DATA:-data/train_shard.npz}; S_L
 S_BATCH=${S_BATCH:-64}; LADDER=${LADDER:-0.5}; EVAL=${EVAL:-500}; SEED=${SEED:-0}
 [ $# -gt 0 ] || { echo "usage: bash tools/gpu_students.sh NAME=JSON [NAME=JSON ...]" >&2; exit 2; }
 mkdir -p "$OUT" runs
-if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import pytorch_msssim" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
-export PYTHONUNBUFFERED=1
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+source "$(dirname "$0")/gpu_setup.sh"
 workers=$(( ($(nproc) - $#) / $# )); [ "$workers" -ge 1 ] || workers=1
 pids=()
 for variant in "$@"; do

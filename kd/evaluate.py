@@ -8,12 +8,14 @@ student (distilled online on a GPU), students distilled from stored teacher labe
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
 (told and not told; told also at INT8), the one before it (the same before training with a call's downscale steps),
 the one before that (4 experts per conv instead of 16) and the one before that (no context branch), a blind snapshot of the long CPU
-teacher run, the previous stream-aware CPU teacher, and the shipped GPU teacher, told each preset's stream (as a
-receiver knows its own) and not told (an upload); told, also averaged over 8 flips/transposes (self-ensemble,
-``kd.sharpen(ensemble=8)``).
+teacher run, the stream-aware CPU teacher, the previous GPU teacher (also averaged over 8 flips/transposes:
+self-ensemble, ``kd.sharpen(ensemble=8)``) and the shipped GPU teacher, told each preset's stream (as a receiver
+knows its own) and not told (an upload).
 Metrics are computed on full images against the clean photo; on `clean` (nothing to repair) the PSNR of the output
-against the input shows harm. Degraded pairs and per-image scores are cached under keys that include the
-degradation's parameters, the code version and the weights' hash, so re-running only computes what changed.
+against the input shows harm. Degraded pairs (``--cache``, under ``data/``) and per-method scores (``--scores``)
+are cached under keys that include the degradation's parameters, the code version and the weights' hash, so
+re-running only computes what changed. The scores and waifu2x's noise choice live in ``results/eval_scores``, in
+git: a fresh clone recomputes only rows whose weights changed (the teacher's rows take ~40 min per preset at ×8).
 """
 from __future__ import annotations
 
@@ -57,15 +59,17 @@ DEFAULT_METHODS = {
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
     "teacher-cpu, blind, step 6 000 (ablation)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
-    "teacher-cpu, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu_stream.pt") + "+stream",
+    "teacher-cpu, told (earlier)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu_stream.pt") + "+stream",
+    "teacher GPU, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "teacher_gpu_stream.pt") + "+stream",
+    "teacher GPU, told, ×8 self-ensemble (previous shipped)":
+        str(WEIGHTS_DIR / "ablation" / "teacher_gpu_stream.pt") + "*8+stream",
     "teacher, not told the stream": str(WEIGHTS_DIR / "teacher.pt"),
     "teacher (shipped), told the stream": str(WEIGHTS_DIR / "teacher.pt") + "+stream",
-    "teacher (shipped), told, ×8 self-ensemble": str(WEIGHTS_DIR / "teacher.pt") + "*8+stream",
 }
 # Slow methods run at fewer presets by default: waifu2x takes ~20 s per 512² frame on 2 cores, the teacher's
 # self-ensemble ~40 min per preset (8 runs of a 2.3 TFLOP/720p net over 14 MP).
 DEFAULT_PRESETS_FOR = {"waifu2x photo (peer)": ("mild", "medium"),
-                       "teacher (shipped), told, ×8 self-ensemble": ("mild", "medium")}
+                       "teacher GPU, told, ×8 self-ensemble (previous shipped)": ("mild", "medium")}
 
 
 def pairs_key(preset: str) -> str:
@@ -110,13 +114,13 @@ def method_key(spec: str, preset: str, extra: str = "") -> str:
     return hashlib.sha1(f"{ident}|{backend}|{pairs_key(preset)}|{extra}{tags}".encode()).hexdigest()[:16]
 
 
-def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
+def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
     """A function (small, degraded) -> restored for a method spec, and a note for the cache key."""
     if spec == "waifu2x":
         ok, why = peer.available()
         if not ok:
             raise SystemExit(why)
-        noise = chosen_noise(preset, val_dir, cache)
+        noise = chosen_noise(preset, val_dir, scores)
         return (lambda small, degraded: peer.waifu2x(small, degraded.shape[:2], noise)), f"noise={noise}"
     model, backend, told, views = parse_spec(spec)
     stream = preset if told else None
@@ -124,9 +128,9 @@ def restorer(spec: str, preset: str, val_dir: Path, cache: Path):
                                             ensemble=views)), ""
 
 
-def chosen_noise(preset: str, val_dir: Path, cache: Path) -> int:
-    """waifu2x's noise level for a preset, picked on the validation photos (cached)."""
-    store = cache / "waifu2x_noise.json"
+def chosen_noise(preset: str, val_dir: Path, scores: Path) -> int:
+    """waifu2x's noise level for a preset, picked on the validation photos (stored beside the scores it keys)."""
+    store = scores / "waifu2x_noise.json"
     chosen = json.loads(store.read_text()) if store.exists() else {}
     key = pairs_key(preset)
     if key not in chosen:
@@ -140,20 +144,22 @@ def chosen_noise(preset: str, val_dir: Path, cache: Path) -> int:
 
 
 def evaluate(methods: dict[str, str], presets: list[str], eval_dir: Path, cache: Path, val_dir: Path,
-             presets_for: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
-    """One row per (method, image, preset); per-method scores are reused from the cache when nothing changed.
+             presets_for: dict[str, tuple[str, ...]] | None = None, scores: Path | None = None) -> pd.DataFrame:
+    """One row per (method, image, preset); per-method scores are reused from ``scores`` (default: inside
+    ``cache``) when nothing changed.
 
     ``presets_for`` limits a method (by name) to some presets.
     """
     presets_for = DEFAULT_PRESETS_FOR if presets_for is None else presets_for
+    scores = cache / "scores" if scores is None else scores
     frames = []
     for preset in presets:
         pairs = eval_pairs(eval_dir, preset, cache)
         for method, spec in methods.items():
             if preset not in presets_for.get(method, presets):
                 continue
-            run, note = restorer(spec, preset, val_dir, cache)
-            stored = cache / "scores" / f"{method_key(spec, preset, note)}.csv"
+            run, note = restorer(spec, preset, val_dir, scores)
+            stored = scores / f"{method_key(spec, preset, note)}.csv"
             if stored.exists():
                 frames.append(pd.read_csv(stored).assign(method=method))
                 continue
@@ -212,7 +218,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--eval-dir", type=Path, default=Path("data/eval"))
     ap.add_argument("--val-dir", type=Path, default=Path("data/val"), help="held-out photos (waifu2x noise choice)")
-    ap.add_argument("--cache", type=Path, default=Path("data/eval_cache"), help="degraded pairs and scores")
+    ap.add_argument("--cache", type=Path, default=Path("data/eval_cache"), help="degraded pairs")
+    ap.add_argument("--scores", type=Path, default=Path("results/eval_scores"),
+                    help="per-method scores by key (in git: a fresh clone recomputes only what changed)")
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     ap.add_argument("--presets-for", action="append", metavar="NAME=P1,P2", default=[],
                     help="run method NAME only at these presets (default: waifu2x at mild and medium, it is slow)")
@@ -233,7 +241,7 @@ def main(argv=None):
         if name not in methods or unknown:
             ap.error(f"--presets-for {item}: unknown method or preset(s) {sorted(unknown)}")
         presets_for[name] = tuple(which.split(","))
-    per_image = evaluate(methods, a.presets, a.eval_dir, a.cache, a.val_dir, presets_for)
+    per_image = evaluate(methods, a.presets, a.eval_dir, a.cache, a.val_dir, presets_for, a.scores)
     table = summarize(per_image, methods)
     wide = gains_table(table, list(methods))
     a.out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ def photos(tmp_path_factory):
 
 def test_evaluate_writes_tables_with_gains_and_caches(photos, tmp_path, net_path):
     args = ["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache", str(tmp_path / "cache"),
-            "--presets", "clean", "medium", "severe", "--method", "degraded input=none", "--method", "unsharp=unsharp",
+            "--scores", str(tmp_path / "scores"), "--presets", "clean", "medium", "severe",
+            "--method", "degraded input=none", "--method", "unsharp=unsharp",
             "--method", f"net={net_path}", "--out", str(tmp_path / "out")]
     evaluate_main(args)
     table = pd.read_csv(tmp_path / "out" / "eval.csv")
@@ -34,18 +35,24 @@ def test_evaluate_writes_tables_with_gains_and_caches(photos, tmp_path, net_path
     assert len(per_image) == 3 * 3 * 2
     md = (tmp_path / "out" / "eval.md").read_text()
     assert "| preset" in md and "clean: PSNR to input" in md
-    # a second run reuses the cached pairs and scores: identical numbers, no recomputation
-    cached = sorted((tmp_path / "cache" / "scores").glob("*.csv"))
+    # a second run reuses the cached pairs and scores: identical numbers, no recomputation; so does a fresh clone
+    # (no pairs cache) that has the scores from git
+    cached = sorted((tmp_path / "scores").glob("*.csv"))
     assert len(cached) == 9
     stamps = [p.stat().st_mtime_ns for p in cached]
     evaluate_main(args)
+    fresh_clone = [a if a != str(tmp_path / "cache") else str(tmp_path / "fresh_cache") for a in args]
+    evaluate_main(fresh_clone)
+    assert sorted((tmp_path / "scores").glob("*.csv")) == cached
     assert [p.stat().st_mtime_ns for p in cached] == stamps
+    assert list((tmp_path / "fresh_cache").iterdir())  # its pairs were made again
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "eval.csv"), table)
 
 
 def test_evaluate_without_data_says_what_to_do(tmp_path):
     with pytest.raises(SystemExit, match="kd.data fetch"):
-        evaluate_main(["--eval-dir", str(tmp_path / "nothing"), "--method", "x=none", "--out", str(tmp_path)])
+        evaluate_main(["--eval-dir", str(tmp_path / "nothing"), "--method", "x=none", "--out", str(tmp_path),
+                       "--scores", str(tmp_path / "scores")])
 
 
 def test_waifu2x_peer_row(photos, tmp_path):
@@ -53,26 +60,28 @@ def test_waifu2x_peer_row(photos, tmp_path):
     if not ok:
         pytest.skip(why)
     evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"),
-                   "--cache", str(tmp_path / "cache"), "--presets", "medium", "mild", "--presets-for", "waifu2x=medium",
+                   "--cache", str(tmp_path / "cache"), "--scores", str(tmp_path / "scores"), "--presets", "medium", "mild",
+                   "--presets-for", "waifu2x=medium",
                    "--method", "degraded input=none", "--method", "waifu2x=waifu2x", "--out", str(tmp_path / "out")])
     table = pd.read_csv(tmp_path / "out" / "eval.csv")
     assert set(table[table.method == "waifu2x"].preset) == {"medium"}  # limited to the presets asked for
     assert table.set_index(["method", "preset"]).loc[("waifu2x", "medium"), "ΔPSNR"] > 0.2  # the peer really restores a ÷2, q=30 frame
-    assert (tmp_path / "cache" / "waifu2x_noise.json").exists()
+    assert (tmp_path / "scores" / "waifu2x_noise.json").exists()
 
 
 def test_a_stream_aware_net_is_told_each_presets_stream(photos, tmp_path, aware_net_path):
     """"PATH+stream" tells the net each preset's stream: its scores differ from the same net run blind, and are
     cached apart."""
     evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache",
-                   str(tmp_path / "cache"), "--presets", "mild", "severe", "--method", "degraded input=none",
+                   str(tmp_path / "cache"), "--scores", str(tmp_path / "scores"), "--presets", "mild", "severe",
+                   "--method", "degraded input=none",
                    "--method", f"blind={aware_net_path}", "--method", f"told={aware_net_path}+stream",
                    "--out", str(tmp_path / "out")])
     table = pd.read_csv(tmp_path / "out" / "eval.csv").set_index(["method", "preset"])
     assert table.loc[("told", "mild"), "params"] == table.loc[("blind", "mild"), "params"] > 0
     for preset in ("mild", "severe"):
         assert abs(table.loc[("told", preset), "psnr"] - table.loc[("blind", preset), "psnr"]) > 1e-3
-    assert len(list((tmp_path / "cache" / "scores").glob("*.csv"))) == 6
+    assert len(list((tmp_path / "scores").glob("*.csv"))) == 6
 
 
 def test_a_self_ensemble_row_is_scored_and_cached_apart(photos, tmp_path, net_path):
@@ -83,12 +92,13 @@ def test_a_self_ensemble_row_is_scored_and_cached_apart(photos, tmp_path, net_pa
     assert parse_spec("w.pt@openvino*4+stream") == ("w.pt", "openvino", True, 4)
     assert parse_spec("w.pt+stream") == ("w.pt", "", True, 1)
     evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache",
-                   str(tmp_path / "cache"), "--presets", "medium", "--method", "degraded input=none",
+                   str(tmp_path / "cache"), "--scores", str(tmp_path / "scores"), "--presets", "medium",
+                   "--method", "degraded input=none",
                    "--method", f"one={net_path}", "--method", f"eight={net_path}*8", "--out", str(tmp_path / "out")])
     table = pd.read_csv(tmp_path / "out" / "eval.csv").set_index("method")
     assert abs(table.loc["eight", "psnr"] - table.loc["one", "psnr"]) > 1e-3
     assert table.loc["eight", "GFLOP/720p"] == pytest.approx(8 * table.loc["one", "GFLOP/720p"], rel=0.01)
-    assert len(list((tmp_path / "cache" / "scores").glob("*.csv"))) == 3
+    assert len(list((tmp_path / "scores").glob("*.csv"))) == 3
 
 
 def test_the_wide_table_keeps_the_methods_order_when_one_skips_presets():

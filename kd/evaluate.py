@@ -6,8 +6,9 @@
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
-(told and not told; told also at INT8), the one before it (the same before training with a call's downscale steps),
-the one before that (4 experts per conv instead of 16) and the one before that (no context branch), a blind snapshot of the long CPU
+(told and not told; told also at INT8), the one before it (the same, trained less), the one before that (experts on
+the trunk only), the one before that (the same before training with a call's downscale steps), the one before that
+(4 experts per conv instead of 16) and the one before that (no context branch), a blind snapshot of the long CPU
 teacher run, the stream-aware CPU teacher, the previous GPU teacher (also averaged over 8 flips/transposes:
 self-ensemble, ``kd.sharpen(ensemble=8)``) and the shipped GPU teacher, told each preset's stream (as a receiver
 knows its own) and not told (an upload).
@@ -32,6 +33,7 @@ from tqdm import tqdm
 from kd import peer
 from kd.data import list_images, load_images, read_image, write_image
 from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
+from kd.export import VERSION as EXPORT_VERSION
 from kd.metrics import all_metrics
 from kd.models import count_params, gflops
 from kd.registry import WEIGHTS_DIR, plain
@@ -54,7 +56,9 @@ DEFAULT_METHODS = {
     "student ×2 grid + experts (earlier), told": str(WEIGHTS_DIR / "ablation" / "student_x2_experts.pt") + "+stream",
     "student + context, 4 experts (earlier), told": str(WEIGHTS_DIR / "ablation" / "student_x2_context.pt") + "+stream",
     "student + context, 16 experts, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x2_experts16.pt") + "+stream",
-    "student, call ladder, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_x2_ladder.pt") + "+stream",
+    "student, call ladder, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x2_ladder.pt") + "+stream",
+    "student, experts on every conv, told (previous shipped)":
+        str(WEIGHTS_DIR / "ablation" / "student_x2_all_experts.pt") + "+stream",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
@@ -107,21 +111,27 @@ def parse_spec(spec: str) -> tuple[str, str, bool, int]:
 
 
 def method_key(spec: str, preset: str, extra: str = "") -> str:
-    """Identifies a method's scores: the weights' bytes (or the classical method's name), backend, stream, pairs."""
+    """Identifies a method's scores: the weights' bytes (or the classical method's name), backend (and the version of
+    the exporter that made its file: an INT8 net changes with its quantisation), stream, pairs."""
     model, backend, told, views = parse_spec(spec)
     ident = hashlib.sha1(Path(model).read_bytes()).hexdigest() if model.endswith(".pt") else spec
+    if backend:
+        backend += f"|export v{EXPORT_VERSION}"
     tags = ("|stream" if told else "") + (f"|x{views}" if views > 1 else "")
     return hashlib.sha1(f"{ident}|{backend}|{pairs_key(preset)}|{extra}{tags}".encode()).hexdigest()[:16]
 
 
 def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
     """A function (small, degraded) -> restored for a method spec, and a note for the cache key."""
-    if spec == "waifu2x":
-        ok, why = peer.available()
-        if not ok:
-            raise SystemExit(why)
+    if spec == "waifu2x":  # needed only to compute scores: stored ones print without it
         noise = chosen_noise(preset, val_dir, scores)
-        return (lambda small, degraded: peer.waifu2x(small, degraded.shape[:2], noise)), f"noise={noise}"
+
+        def run(small, degraded):
+            ok, why = peer.available()
+            if not ok:
+                raise SystemExit(why)
+            return peer.waifu2x(small, degraded.shape[:2], noise)
+        return run, f"noise={noise}"
     model, backend, told, views = parse_spec(spec)
     stream = preset if told else None
     return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch", stream=stream,
@@ -134,6 +144,9 @@ def chosen_noise(preset: str, val_dir: Path, scores: Path) -> int:
     chosen = json.loads(store.read_text()) if store.exists() else {}
     key = pairs_key(preset)
     if key not in chosen:
+        ok, why = peer.available()
+        if not ok:
+            raise SystemExit(why)
         val = load_images(val_dir) if val_dir.is_dir() else []
         if not val:
             raise SystemExit(f"choosing waifu2x's noise level needs the validation photos in {val_dir} (kd.data fetch)")

@@ -81,7 +81,10 @@ def export_openvino_int8(model: torch.nn.Module, path: Path | str) -> Path:
     """OpenVINO IR with INT8 weights and activations, by NNCF post-training quantization on real degraded frames.
 
     The global skip's add stays in float (its inputs are not quantized for it): measured on the scikit-image eval
-    photos at ``medium``, that halves the loss against fp32 (−0.046 → −0.028 dB).
+    photos at ``medium``, that halves the loss against fp32 (−0.046 → −0.028 dB). So do the convs of the student's
+    context branch (they run on 1/256 of the pixels, so float costs nothing there): on the 25 evaluation photos,
+    told, the shipped student's INT8 loss against fp32 fell from −0.107 to −0.094 dB at ``medium`` and from −0.180 to
+    −0.142 at ``severe``.
     """
     import nncf
     import openvino as ov
@@ -92,13 +95,14 @@ def export_openvino_int8(model: torch.nn.Module, path: Path | str) -> Path:
     frames = calibration_frames(multiple=multiple(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        in_float = nncf.IgnoredScope(patterns=[r".*aten::add/Add$", r".*context.*Convolution$"], validate=False)
         q = nncf.quantize(ov_model, nncf.Dataset(frames), subset_size=len(frames), preset=nncf.QuantizationPreset.MIXED,
-                          ignored_scope=nncf.IgnoredScope(patterns=[r".*aten::add/Add$"], validate=False))
+                          ignored_scope=in_float)
     ov.save_model(q, str(path), compress_to_fp16=False)
     return path
 
 
-VERSION = 2  # part of the cache key of exported files: bump it when an exporter changes what it writes
+VERSION = 3  # part of the cache key of exported files: bump it when an exporter changes what it writes
 EXPORTERS = {"onnx": (export_onnx, ".onnx"), "openvino": (export_openvino, ".xml"),
              "openvino-int8": (export_openvino_int8, "-int8.xml")}
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,3 +112,38 @@ def test_the_wide_table_keeps_the_methods_order_when_one_skips_presets():
     table = pd.DataFrame(rows, columns=["preset", "method", "psnr", "ΔPSNR"])
     assert list(gains_table(table, ["input", "peer", "net"]).method) == ["input", "peer", "net"]
     assert list(gains_table(table).method) == ["input", "net", "peer"]  # no order given: first appearance
+
+
+def test_scores_of_an_exported_net_are_keyed_by_the_exporters_version(net_path, monkeypatch):
+    """An INT8 row's numbers change when the quantisation does, with the same weights: its cached scores must not
+    outlive the exporter that made them (they did: the key held the weights and backend only)."""
+    from kd import evaluate
+
+    int8, torch_row = f"{net_path}@openvino-int8+stream", f"{net_path}+stream"
+    before = evaluate.method_key(int8, "medium"), evaluate.method_key(torch_row, "medium")
+    monkeypatch.setattr(evaluate, "EXPORT_VERSION", evaluate.EXPORT_VERSION + 1)
+    assert evaluate.method_key(int8, "medium") != before[0]
+    assert evaluate.method_key(torch_row, "medium") == before[1]  # torch runs the weights themselves
+
+
+def test_stored_peer_scores_print_without_the_peer_installed(photos, tmp_path, monkeypatch):
+    """A fresh clone has the committed scores but maybe not waifu2x (it needs Vulkan libraries): the table must still
+    print from the stored scores (it exited asking to install the peer), and only computing new ones needs it."""
+    from kd import evaluate
+
+    monkeypatch.setattr(evaluate.peer, "available", lambda: (False, "no waifu2x here"))
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "waifu2x_noise.json").write_text(json.dumps({evaluate.pairs_key("medium"): 2}))
+    names = ["chelsea", "coffee"]
+    stored = pd.DataFrame({"preset": "medium", "method": "waifu2x", "image": names, "seconds": 1.0,
+                           "psnr": [30.0, 31.0], "ssim": 0.9, "ms_ssim": 0.95})
+    stored.to_csv(scores / f"{evaluate.method_key('waifu2x', 'medium', 'noise=2')}.csv", index=False)
+    args = ["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache", str(tmp_path / "cache"),
+            "--scores", str(scores), "--presets", "medium", "--method", "degraded input=none",
+            "--method", "waifu2x=waifu2x", "--out", str(tmp_path / "out")]
+    evaluate_main(args)
+    table = pd.read_csv(tmp_path / "out" / "eval.csv").set_index("method")
+    assert table.loc["waifu2x", "psnr"] == pytest.approx(30.5)
+    with pytest.raises(SystemExit, match="no waifu2x here"):  # a preset with no stored scores needs the peer
+        evaluate_main(args[:-6] + ["mild", "--method", "waifu2x=waifu2x", "--out", str(tmp_path / "out")])

@@ -121,13 +121,18 @@ def test_stream_reaches_a_stream_aware_net_on_every_backend(odd_photo, net_path,
     with torch.no_grad():
         expect = {s: (net(x, stream=stream_condition(s)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255)
                   for s in ("mild", "severe", None)}
+    from kd.runtime import runner
+
     for backend in [b for b in ("torch", "onnx", "openvino") if b in available_backends()]:
         outs = {s: kd.sharpen(img, model=aware_net_path, backend=backend, stream=s).astype(float)
                 for s in ("mild", "severe", None)}
+        # OpenVINO computes in bf16 where the CPU has AVX512-BF16 or AMX (its default there): a few levels off
+        bf16 = runner(aware_net_path, backend).precision == "bf16"
         for s, out in outs.items():
-            assert np.abs(out - expect[s]).max() <= 1.01, (backend, s)
+            assert np.abs(out - expect[s]).max() <= (4 if bf16 else 1.01), (backend, s)
+            others = [np.abs(out - expect[o]).mean() for o in expect if o != s]
+            assert np.abs(out - expect[s]).mean() < min(others), (backend, s)  # closest to its own stream's output
         assert np.abs(outs["mild"] - outs["severe"]).max() > 2  # the stream really changes the result
-    from kd.runtime import runner
 
     assert runner(aware_net_path, "torch").model.film is None  # not told: the blind modulation is folded too
     blind = [kd.sharpen(img, model=net_path, backend="torch", stream=s) for s in ("mild", "severe", None)]

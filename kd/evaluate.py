@@ -123,13 +123,11 @@ def method_key(spec: str, preset: str, extra: str = "") -> str:
 
 def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
     """A function (small, degraded) -> restored for a method spec, and a note for the cache key."""
-    if spec == "waifu2x":  # needed only to compute scores: stored ones print without it
+    if spec == "waifu2x":
         noise = chosen_noise(preset, val_dir, scores)
 
         def run(small, degraded):
-            ok, why = peer.available()
-            if not ok:
-                raise SystemExit(why)
+            require_peer()
             return peer.waifu2x(small, degraded.shape[:2], noise)
         return run, f"noise={noise}"
     model, backend, told, views = parse_spec(spec)
@@ -138,15 +136,20 @@ def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
                                             ensemble=views)), ""
 
 
+def require_peer() -> None:
+    """waifu2x is needed only to compute its scores or choose its noise level (stored ones print without it)."""
+    ok, why = peer.available()
+    if not ok:
+        raise SystemExit(why)
+
+
 def chosen_noise(preset: str, val_dir: Path, scores: Path) -> int:
     """waifu2x's noise level for a preset, picked on the validation photos (stored beside the scores it keys)."""
     store = scores / "waifu2x_noise.json"
     chosen = json.loads(store.read_text()) if store.exists() else {}
     key = pairs_key(preset)
     if key not in chosen:
-        ok, why = peer.available()
-        if not ok:
-            raise SystemExit(why)
+        require_peer()
         val = load_images(val_dir) if val_dir.is_dir() else []
         if not val:
             raise SystemExit(f"choosing waifu2x's noise level needs the validation photos in {val_dir} (kd.data fetch)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kd.models import build, config_of
+from kd.models import build, config_of, widen_stream_inputs
 
 
 def save(path: Path | str, model: nn.Module, dtype: torch.dtype | None = None, **extra) -> None:
@@ -36,6 +36,7 @@ def load_state(path: Path | str, prefer_ema: bool = False) -> dict:
         raise ValueError(f"{path} is not a sharpkd checkpoint (no config/model)")
     if prefer_ema and ckpt.get("ema"):
         ckpt["model"] = {k[len("module."):]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    ckpt["model"] = widen_stream_inputs(ckpt["model"])  # nets told an older stream vector load as they were
     return ckpt
 
 

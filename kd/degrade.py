@@ -62,28 +62,68 @@ def preset(name: str) -> Degradation:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
 
 
-STREAM_FEATURES = 5  # the length of ``stream_condition``'s vector
+# The stream vector's layout. Version 1 had 5 features; version 2 adds two for call video (a VP8 quantiser, and
+# whether the frame is inter-coded video under rate control). Nets trained on version 1 load with the new inputs
+# wired to nothing (``kd.models.widen_stream_inputs``), so they restore exactly as before.
+STREAM_VERSION = 2
+STREAM_FEATURES = 7
+VIDEO_QP_MAX = {"h264": 51, "h265": 51, "vp8": 127}  # a codec's quantiser range (VP8: the q index, as getStats reports)
 
 
-def stream_condition(d: Degradation | str | float | None) -> np.ndarray:
-    """What a receiver knows about its stream, as the numbers a stream-aware net is told (float32, length 5):
-    [1 (scale known), log2(scale) / 2, 1 (codec known), JPEG strength (100 − quality) / 90, video QP / 51].
+@dataclass(frozen=True)
+class Received:
+    """What a call's receiver knows about a decoded frame: how much the sender shrank it (display side / decoded
+    side), the codec, and the frame's quantiser in the codec's own units (H.264/H.265 QP 0-51, VP8 q index 0-127;
+    the decoder reads it from the bitstream, a browser reports it as ``qpSum / framesDecoded``). Any of them may be
+    unknown (None)."""
 
-    A ``Degradation`` or preset name: all of it but the sender's blur (the receiver cannot know that). A number: the
-    scale alone (a call knows the decoded and displayed sizes, not always the quantiser). ``None`` (an uploaded
-    photo, say): all zeros, and the net restores blind.
+    scale: float | None = None
+    codec: str | None = None
+    qp: float | None = None
+
+    def __post_init__(self):
+        if self.scale is not None and not 1.0 <= self.scale <= 8.0:
+            raise ValueError(f"a stream's scale must be in [1, 8], got {self.scale}")
+        if self.codec is not None and self.codec not in VIDEO_QP_MAX:
+            raise ValueError(f"a call's codec must be one of {sorted(VIDEO_QP_MAX)}, got {self.codec!r}")
+        if self.qp is not None and not 0 <= self.qp <= VIDEO_QP_MAX.get(self.codec or "", -1):
+            raise ValueError(f"quantiser {self.qp} out of range for codec {self.codec!r}")
+
+    def describe(self) -> str:
+        size = f"÷{self.scale:.3g}" if self.scale else "size unknown"
+        q = f"{self.codec.upper()} {'QP' if self.codec != 'vp8' else 'q'} {self.qp:.0f}" if self.qp is not None else \
+            (self.codec or "codec").upper() + " (quantiser unknown)"
+        return f"{size}, {q} (call video)"
+
+
+def stream_condition(d: Degradation | Received | str | float | None) -> np.ndarray:
+    """What a receiver knows about its stream, as the numbers a stream-aware net is told (float32, STREAM_FEATURES):
+    [1 (scale known), log2(scale) / 2, 1 (codec known), JPEG strength (100 − quality) / 90, H.264/H.265 QP / 51,
+    VP8 q index / 127, 1 (inter-coded call video)].
+
+    A ``Degradation`` or preset name (a still, or a video frame coded alone): all of it but the sender's blur (the
+    receiver cannot know that). A ``Received``: a frame of call video, with what its receiver knows. A number: the
+    scale alone. ``None`` (an uploaded photo, say): all zeros, and the net restores blind.
     """
+    v = np.zeros(STREAM_FEATURES, np.float32)
     if d is None:
-        return np.zeros(STREAM_FEATURES, np.float32)
+        return v
     if isinstance(d, (int, float)):
-        if not 1.0 <= d <= 8.0:
-            raise ValueError(f"a stream's scale must be in [1, 8], got {d}")
-        return np.array([1.0, np.log2(d) / 2, 0.0, 0.0, 0.0], np.float32)
+        d = Received(scale=float(d))
     if isinstance(d, str):
         d = preset(d)
-    jpeg = (100 - d.quality) / 90 if d.codec == "jpeg" else 0.0
-    video = d.quality / 51 if d.codec in ("h264", "h265") else 0.0
-    return np.array([1.0, np.log2(d.scale) / 2, 1.0, jpeg, video], np.float32)
+    if isinstance(d, Received):
+        if d.scale is not None:
+            v[:2] = 1.0, np.log2(d.scale) / 2
+        if d.codec is not None and d.qp is not None:
+            v[2] = 1.0
+            v[5 if d.codec == "vp8" else 4] = d.qp / VIDEO_QP_MAX[d.codec]
+        v[6] = 1.0 if d.codec is not None else 0.0
+        return v
+    v[:3] = 1.0, np.log2(d.scale) / 2, 1.0
+    v[3] = (100 - d.quality) / 90 if d.codec == "jpeg" else 0.0
+    v[4] = d.quality / 51 if d.codec in ("h264", "h265") else 0.0
+    return v
 
 
 def video_codecs_available() -> tuple[str, ...]:

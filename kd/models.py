@@ -63,7 +63,7 @@ class StreamFiLM(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, stream: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(scale, shift) per modulated conv, each N×C×1×1, for a batch of N stream conditions (N×4)."""
+        """(scale, shift) per modulated conv, each N×C×1×1, for a batch of N stream conditions."""
         out = self.mlp(stream).split([w for w in self.widths for _ in (0, 1)], dim=1)
         return [(1 + out[2 * i][..., None, None], out[2 * i + 1][..., None, None]) for i in range(len(self.widths))]
 
@@ -197,8 +197,23 @@ def told_config(stream: bool, told_coring: float | None) -> dict:
     return {} if told_coring is None else {"told_coring": float(told_coring)}
 
 
+STREAM_INPUTS = ("film.mlp.0.weight", "experts.router.0.weight")  # the layers that read the stream vector
+
+
+def widen_stream_inputs(state: dict) -> dict:
+    """A state dict of a net told an older, shorter stream vector (``kd.degrade.STREAM_VERSION``), made to take the
+    current one: the new features get zero weights, so the net restores every old stream exactly as before and
+    ignores what it was never taught (until training teaches it)."""
+    state = dict(state)
+    for key in STREAM_INPUTS:
+        w = state.get(key)
+        if w is not None and w.shape[1] < STREAM_FEATURES:
+            state[key] = torch.cat([w, w.new_zeros(w.shape[0], STREAM_FEATURES - w.shape[1])], dim=1)
+    return state
+
+
 def stream_batch(stream, x: torch.Tensor) -> torch.Tensor:
-    """A stream condition (None, one vector, or one per frame) as an N×4 tensor on ``x``'s device."""
+    """A stream condition (None, one vector, or one per frame) as an N×STREAM_FEATURES tensor on ``x``'s device."""
     if stream is None:
         return x.new_zeros(x.shape[0], STREAM_FEATURES)
     stream = torch.as_tensor(stream, dtype=x.dtype, device=x.device)

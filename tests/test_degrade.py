@@ -120,7 +120,7 @@ def test_stream_condition_says_what_a_receiver_knows():
 
     assert not stream_condition(None).any()  # not told: the net restores blind
     clean, mild, medium, severe, call = (stream_condition(p) for p in ("clean", "mild", "medium", "severe", "call"))
-    assert clean.tolist() == [1, 0, 1, 0, 0]  # told "nothing was done": the net should leave the frame alone
+    assert clean.tolist() == [1, 0, 1, 0, 0, 0, 0]  # told "nothing was done": the net should leave the frame alone
     assert mild[1] < medium[1] < severe[1] and mild[3] < medium[3] < severe[3]  # scale and JPEG strength grow
     assert call[3] == 0 and call[4] == pytest.approx(32 / 51) and medium[4] == 0  # video QP apart from JPEG quality
     blurred = Degradation(scale=2.0, codec="jpeg", quality=30, blur=0.8)
@@ -129,3 +129,47 @@ def test_stream_condition_says_what_a_receiver_knows():
     assert scale_only[:2].tolist() == medium[:2].tolist() and not scale_only[2:].any()
     with pytest.raises(ValueError, match="scale"):
         stream_condition(0.5)
+
+
+def test_a_call_frame_is_told_its_codec_quantiser_and_that_it_is_video():
+    from kd.degrade import STREAM_FEATURES, Received, stream_condition
+
+    h264 = stream_condition(Received(scale=2.0, codec="h264", qp=32))
+    vp8 = stream_condition(Received(scale=2.0, codec="vp8", qp=64))
+    assert len(h264) == len(vp8) == STREAM_FEATURES == 7
+    assert h264.tolist() == pytest.approx([1, 0.5, 1, 0, 32 / 51, 0, 1])  # QP beside the still codecs' features
+    assert vp8.tolist() == pytest.approx([1, 0.5, 1, 0, 0, 64 / 127, 1])  # VP8's q index has its own feature
+    still = stream_condition("call")  # the same QP on an intra-coded still is not call video
+    assert still[4] == h264[4] and still[6] == 0
+    no_qp = stream_condition(Received(scale=2.0, codec="vp8"))  # the codec known, not the quantiser
+    assert no_qp.tolist() == pytest.approx([1, 0.5, 0, 0, 0, 0, 1])
+    assert stream_condition(Received(scale=2.0)).tolist() == stream_condition(2.0).tolist()  # the scale alone
+    for bad in (dict(codec="vp8", qp=128), dict(codec="h264", qp=52), dict(codec="mpeg2", qp=3), dict(scale=0.5)):
+        with pytest.raises(ValueError):
+            Received(**bad)
+
+
+def test_nets_told_the_version_1_stream_load_and_restore_as_before(tmp_path, photo):
+    """A checkpoint whose stream layers read the 5 features of version 1 loads; its new inputs are wired to nothing."""
+    import torch
+
+    from kd import checkpoint
+    from kd.degrade import degrade, stream_condition
+    from kd.models import build
+
+    torch.manual_seed(0)
+    net = build({"arch": "student", "stream": True, "experts": 4, "expert_scope": "all", "context": 8})
+    for p in (*net.film.parameters(), *net.experts.router.parameters()):
+        torch.nn.init.normal_(p, std=0.1)
+    state = net.state_dict()
+    old = {k: (v[:, :5].clone() if k in ("film.mlp.0.weight", "experts.router.0.weight") else v) for k, v in state.items()}
+    torch.save({"config": net.config | {"arch": "student"}, "model": old}, tmp_path / "v1.pt")
+    loaded = checkpoint.load_model(tmp_path / "v1.pt")
+    x = torch.from_numpy(degrade(photo[:128, :128], "medium")).permute(2, 0, 1)[None].float() / 255
+    told = stream_condition("medium")
+    widened = {k: v for k, v in state.items()}
+    for k in ("film.mlp.0.weight", "experts.router.0.weight"):
+        widened[k] = torch.cat([state[k][:, :5], torch.zeros(state[k].shape[0], 2)], 1)
+    net.load_state_dict(widened)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, stream=told)[0], net.eval()(x, stream=told)[0], atol=1e-6)

@@ -61,6 +61,16 @@ def read(path: Path | str, max_pixels: int | None = None, decode_limit: int = 10
     return fit_to_limit(np.ascontiguousarray(arr), max_pixels) if max_pixels else (arr, "")
 
 
+def jpeg_quantization(path: Path | str) -> dict | None:
+    """A JPEG file's quantisation tables (Pillow's ``img.quantization``, read from the header: nothing is decoded),
+    None for any other file or one that cannot be read. ``kd.estimate`` reads its quality from them."""
+    try:
+        with Image.open(path) as im:
+            return dict(im.quantization) if im.format == "JPEG" and getattr(im, "quantization", None) else None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def _decode_unchanged(path: Path) -> np.ndarray:
     """OpenCV keeps 16 bits and alpha (Pillow turns 16-bit RGB into 8-bit); BGR(A) becomes RGB(A)."""
     img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -492,7 +492,38 @@ class SeedStudent(nn.Module):
         return (0, 1)
 
 
-ARCHS = {"teacher": Teacher, "student": Student, "seed": SeedStudent}
+class StreamEstimator(nn.Module):
+    """Guesses a frame's stream from a bag of crops of its pixels: how much it was shrunk, which codec, how hard.
+
+    Why: a frame of unknown history is restored blind, and blind can harm (halos on a smooth portrait), while a
+    net told its stream does not; ``kd.estimate`` tells the net this guess instead. A few strided 3×3 convs per
+    crop, features pooled (mean and standard deviation) over every crop and position, a small MLP. Outputs per
+    bag (N×9): log2(scale)/2 and its Laplace log-scale (how unsure), logits of (clean, JPEG, video), JPEG strength
+    (100 − quality)/90 and video QP/51, each with its log-scale. Input: N×K×3×S×S crops in [0, 1].
+    """
+
+    OUTPUTS = 9
+
+    def __init__(self, width: int = 8, hidden: int = 64):
+        super().__init__()
+        self.config = dict(width=width, hidden=hidden)
+        w = width
+        shapes = [(3, w, 1), (w, 2 * w, 2), (2 * w, 3 * w, 2), (3 * w, 4 * w, 2)]
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, stride=s, padding=1) for cin, cout, s in shapes)
+        self.head = nn.Sequential(nn.Linear(8 * w, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, self.OUTPUTS))
+
+    multiple = 1
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        n, k = crops.shape[:2]
+        y = crops.flatten(0, 1) - 0.5
+        for conv in self.convs:
+            y = F.leaky_relu(conv(y), 0.1)
+        y = y.unflatten(0, (n, k)).transpose(1, 2).flatten(2)  # N × C × (K·h·w): every crop and position
+        return self.head(torch.cat([y.mean(2), y.std(2)], 1))
+
+
+ARCHS = {"teacher": Teacher, "student": Student, "seed": SeedStudent, "estimator": StreamEstimator}
 
 # Named sizes. "teacher-cpu" learns most per CPU-hour of the designs measured on 2 cores (shared/MEASURED.md: the ×2
 # grid learns ~40% more per minute than "teacher"'s ×4 grid); "teacher-gpu" is the default for a GPU.

@@ -11,6 +11,7 @@ from PIL import Image
 
 from kd.baselines import unsharp_mask
 from kd.degrade import PRESETS, stream_condition
+from kd.estimate import Estimate, for_model
 
 CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
 
@@ -127,14 +128,15 @@ def _run_tiled(run, multiple: int, rgb: np.ndarray, tile: int, overlap: int) -> 
 
 
 def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 2048, overlap: int | None = None,
-            stream=None, ensemble: int = 1):
+            stream="auto", ensemble: int = 1):
     """Restore a degraded frame. ``image``: HxW[xC] uint8/uint16/float numpy array or PIL image (L, RGB, RGBA, I;16...).
 
     ``model``: "student" (real-time), "teacher" (best quality), "seed", "unsharp" (classical), or a checkpoint path.
     ``backend``: "auto" (the fastest lossless runtime, timed once), "torch", "onnx", "openvino", "openvino-int8".
     ``stream``: what the receiver knows of the frame's stream, a ``kd.degrade.Degradation`` or preset name (its
     scale and codec strength), or a number (the scale alone: displayed / decoded size); stream-aware nets use it,
-    blind ones ignore it. None: unknown (restore blind).
+    blind ones ignore it. "auto" (default): estimated from the frame (``kd.estimate``: a Pillow JPEG's tables, the
+    pixels), or a ``kd.estimate.Estimate`` made beforehand. None: unknown (restore blind).
     Returns the same type, size, channels and dtype. Sides above ``tile`` px are cut into overlapping tiles (memory
     stays bounded; 1080p frames go whole); ``overlap`` defaults to the model's measured receptive field.
     ``ensemble``: average the net over 1, 2, 4 or 8 flips/transposes of each tile (``self_ensemble``: n times slower).
@@ -149,6 +151,10 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
     else:
         if tile < 64 or (overlap is not None and overlap < 0):
             raise ValueError("tile must be >= 64 and overlap >= 0")
+        if isinstance(stream, str) and stream == "auto":
+            stream = for_model(str(model), rgb, getattr(image, "quantization", None))
+        if isinstance(stream, Estimate):
+            stream = stream.degradation
         r = runner(str(model), backend, None, None if stream is None else tuple(stream_condition(stream).tolist()))
         run = r if ensemble == 1 else (lambda x: self_ensemble(r, x, ensemble))
         big = rgb.shape[0] > tile or rgb.shape[1] > tile
@@ -179,8 +185,9 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                     help="auto: the fastest lossless runtime on this machine, timed once")
     ap.add_argument("--tile", type=int, default=2048, help="sides above this many px are cut into tiles (memory)")
-    ap.add_argument("--stream", default=None, choices=sorted(PRESETS),
-                    help="what happened to the frames, if known (a preset): stream-aware models use it")
+    ap.add_argument("--stream", default="auto", choices=["auto", "unknown", *sorted(PRESETS)],
+                    help="what happened to the frames (a preset), if known; auto (default): estimated per frame from "
+                         "its JPEG tables and pixels; unknown: restore blind. Stream-aware models use it")
     ap.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLES,
                     help="average over this many flips/transposes of each frame (n times slower; for the teacher)")
     ap.add_argument("--suffix", default="out", help="added to output names: NAME_SUFFIX.EXT ('' for none)")
@@ -214,7 +221,12 @@ def main(argv=None) -> int:
             ap.error(f"{dst} would overwrite its input: give another --output or a --suffix")
         try:
             image, _ = imagefile.read(path)
-            imagefile.write(dst, sharpen(image, model=a.model, backend=a.backend, tile=a.tile, stream=a.stream,
+            stream = None if a.stream == "unknown" else a.stream
+            if stream == "auto":
+                stream = for_model(a.model, image, imagefile.jpeg_quantization(path))
+                if stream is not None:
+                    tqdm.write(f"{path.name}: {stream.describe()}")
+            imagefile.write(dst, sharpen(image, model=a.model, backend=a.backend, tile=a.tile, stream=stream,
                                           ensemble=a.ensemble))
         except (ValueError, OSError) as e:
             tqdm.write(f"skipped: {e}", file=sys.stderr)

@@ -24,13 +24,15 @@ import kd  # noqa: E402
 from kd import imagefile  # noqa: E402
 from kd.compare import simulate, timed_sharpen  # noqa: E402
 from kd.degrade import PRESETS, Degradation  # noqa: E402
+from kd.estimate import Estimate, for_model  # noqa: E402
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 MODELS = [("Student (real-time)", "student"), ("Teacher (best quality)", "teacher"), ("Unsharp mask (classical)", "unsharp")]
 NOT_AN_IMAGE = "That file is not a readable image (corrupt, truncated or another kind of file). Try a PNG, JPEG or WebP."
 TOO_LARGE = "That image has too many pixels to open safely. Please downscale it first."
 # what the receiver may know about the frame: stream-aware nets restore better when told (blind ones ignore it)
-KNOWN = [("Unknown", "unknown"), *((f"{name}: {d.describe()}", name) for name, d in PRESETS.items())]
+KNOWN = [("Auto: estimate it from the frame", "auto"), ("Unknown (restore blind)", "unknown"),
+         *((f"{name}: {d.describe()}", name) for name, d in PRESETS.items())]
 LIVE_PIXELS = 1280 * 720  # camera frames are scaled to the size the student is built for before anything else
 
 
@@ -123,14 +125,17 @@ def open_study(config: str | None, db_url: str | None):
 def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
     results = ResultFiles(keep_files_s)
 
-    def sharpen_image(image, model: str = "student", known: str = "unknown"):
-        """The /sharpen endpoint: (image, model, what happened to it if known) -> (preview, lossless PNG). The views
-        beside it get the rest via state."""
+    def sharpen_image(image, model: str = "student", known: str = "auto"):
+        """The /sharpen endpoint: (image, model, what happened to it: auto (estimated), unknown or a preset) ->
+        (preview, lossless PNG). The views beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
             raise gr.Error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
+        stream = None if known == "unknown" else known
+        if known == "auto":  # estimated once here, from the file's JPEG tables and pixels
+            stream = for_model(model, arr, imagefile.jpeg_quantization(image))
         try:
-            out, secs = timed_sharpen(arr, model, stream=None if known == "unknown" else known)
+            out, secs = timed_sharpen(arr, model, stream=stream)
         except ValueError as e:
             raise gr.Error(str(e)) from e
         if notice:
@@ -138,6 +143,8 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
         h, w = arr.shape[:2]
         label = next(k for k, v in MODELS if v == model)
         info = f"**{label}**: {w}×{h} px in **{secs * 1000:.0f} ms**" + (f"  \n⚠️ {notice}" if notice else "")
+        if isinstance(stream, Estimate):
+            info += f"  \nStream: {stream.describe()}. Not right? Choose what the connection did, and sharpen again."
         shown = to_display(out)
         return shown, results.save_png(out), {"before": to_display(arr), "after": shown, "info": info}
 
@@ -171,8 +178,9 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
                     inp = image_input(label="Degraded frame", sources=["upload", "webcam", "clipboard"], type="filepath",
                                       image_mode=None, elem_id="sharpen-input")
                     model = gr.Radio(MODELS, value="student", label="Model")
-                    known = gr.Dropdown(KNOWN, value="unknown", label="What the connection did to it, if known",
-                                        info="a receiver knows its stream's size and quality; it helps the teacher")
+                    known = gr.Dropdown(KNOWN, value="auto", label="What the connection did to it, if known",
+                                        info="a receiver knows its stream's size and quality; auto estimates them "
+                                             "(shown with the result); choose one to override it")
                     go = gr.Button("Sharpen", variant="primary", elem_id="sharpen-button")
                     if examples:
                         gr.Examples(examples, inputs=inp, label="Examples (simulated poor connection)")

@@ -46,12 +46,16 @@ def test_sharpen_returns_a_same_size_changed_image(client, tmp_path, photo, mode
 
 
 def test_sharpen_takes_what_the_connection_did_if_known(client, tmp_path, photo):
-    """Optional third input: "unknown" (the default) or a preset, which the stream-aware student is told."""
+    """Optional third input: "auto" (the default: estimated), "unknown" (blind) or a preset, which the stream-aware
+    student is told."""
     src = tmp_path / "in.png"
     write_image(src, degrade(np.ascontiguousarray(photo[:128, :160]), "medium"))
-    default = read_image(client.predict(handle_file(str(src)), "student", api_name="/sharpen")[1])
+    blind = read_image(client.predict(handle_file(str(src)), "student", "unknown", api_name="/sharpen")[1])
     told = read_image(client.predict(handle_file(str(src)), "student", "medium", api_name="/sharpen")[1])
-    assert not np.array_equal(default, told)  # the shipped student is stream-aware
+    assert not np.array_equal(blind, told)  # the shipped student is stream-aware
+    default = read_image(client.predict(handle_file(str(src)), "student", api_name="/sharpen")[1])
+    assert np.array_equal(default, read_image(client.predict(handle_file(str(src)), "student", "auto",
+                                                             api_name="/sharpen")[1]))
     with pytest.raises(Exception, match="not in the list of choices"):
         client.predict(handle_file(str(src)), "student", "dial-up", api_name="/sharpen")
 

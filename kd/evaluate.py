@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from kd import peer
+from kd import estimate, peer
 from kd.data import list_images, load_images, read_image, write_image
 from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
 from kd.export import VERSION as EXPORT_VERSION
@@ -40,7 +40,8 @@ from kd.registry import WEIGHTS_DIR, plain
 from kd.sharpen import sharpen
 
 # method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend", and
-# "+stream" at the end to tell a stream-aware net each preset's stream, as a receiver knows its own)
+# "+stream" at the end to tell a stream-aware net each preset's stream, as a receiver knows its own, or "+auto" to
+# tell it the stream ``kd.estimate`` estimates from each degraded frame, as ``kd.sharpen``'s default does)
 DEFAULT_METHODS = {
     "degraded input": "none",
     "unsharp mask (OpenCV)": "unsharp",
@@ -62,6 +63,7 @@ DEFAULT_METHODS = {
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
+    "student (shipped), auto: stream estimated": str(WEIGHTS_DIR / "student.pt") + "+auto",
     "teacher-cpu, blind, step 6 000 (ablation)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
     "teacher-cpu, told (earlier)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu_stream.pt") + "+stream",
     "teacher GPU, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "teacher_gpu_stream.pt") + "+stream",
@@ -101,13 +103,17 @@ def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.n
     return pairs
 
 
-def parse_spec(spec: str) -> tuple[str, str, bool, int]:
-    """"PATH[@backend][*N][+stream]" -> (path or method name, backend or "", whether the net is told the stream,
-    views averaged: ``*N`` is ``sharpen``'s self-ensemble over N flips/transposes, 1 without)."""
-    told = spec.endswith("+stream")
-    rest, star, n = spec.removesuffix("+stream").rpartition("*")
+STREAM_MODES = ("+stream", "+auto")
+
+
+def parse_spec(spec: str) -> tuple[str, str, str, int]:
+    """"PATH[@backend][*N][+stream|+auto]" -> (path or method name, backend or "", what the net is told ("stream":
+    each preset's, "auto": estimated per frame, "": nothing), views averaged: ``*N`` is ``sharpen``'s self-ensemble
+    over N flips/transposes, 1 without)."""
+    mode = next((m for m in STREAM_MODES if spec.endswith(m)), "")
+    rest, star, n = spec.removesuffix(mode).rpartition("*")
     model, _, backend = (rest if star else n).partition("@")
-    return model, backend, told, int(n) if star else 1
+    return model, backend, mode[1:], int(n) if star else 1
 
 
 def method_key(spec: str, preset: str, extra: str = "") -> str:
@@ -117,7 +123,7 @@ def method_key(spec: str, preset: str, extra: str = "") -> str:
     ident = hashlib.sha1(Path(model).read_bytes()).hexdigest() if model.endswith(".pt") else spec
     if backend:
         backend += f"|export v{EXPORT_VERSION}"
-    tags = ("|stream" if told else "") + (f"|x{views}" if views > 1 else "")
+    tags = (f"|{told}" if told else "") + (f"|x{views}" if views > 1 else "")
     return hashlib.sha1(f"{ident}|{backend}|{pairs_key(preset)}|{extra}{tags}".encode()).hexdigest()[:16]
 
 
@@ -131,9 +137,14 @@ def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
             return peer.waifu2x(small, degraded.shape[:2], noise)
         return run, f"noise={noise}"
     model, backend, told, views = parse_spec(spec)
-    stream = preset if told else None
+    stream = {"stream": preset, "auto": "auto"}.get(told)
+    note = ""
+    if told == "auto":  # scores change with the estimator's weights and its reading of them
+        weights = estimate.estimator_path()
+        note = f"estimator={hashlib.sha1(weights.read_bytes()).hexdigest()[:12] if weights.exists() else None}" \
+               f"|v{estimate.VERSION}"
     return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch", stream=stream,
-                                            ensemble=views)), ""
+                                            ensemble=views)), note
 
 
 def require_peer() -> None:
@@ -230,6 +241,26 @@ def gains_table(table: pd.DataFrame, order: list[str] | None = None) -> pd.DataF
     return wide.reindex([m for m in rows if m in wide.index]).reset_index()
 
 
+def worst_table(per_image: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """Per method and preset, the worst image's ΔPSNR and how many images lost (ΔPSNR < 0), as "−0.054 (1)"; on
+    `clean`, the lowest PSNR of an output to its input. A mean gain can hide a photo made worse: this shows it."""
+    base = per_image[per_image.method == "degraded input"].set_index(["preset", "image"])["psnr"]
+    cols = {}
+    for (method, preset), g in per_image.groupby(["method", "preset"], sort=False):
+        if preset == "clean":
+            cols.setdefault("clean: worst PSNR to input", {})[method] = f"{g.psnr.min():+.3f}"
+            continue
+        if base.empty:
+            continue
+        gain = g.set_index(["preset", "image"])["psnr"] - base.reindex(pd.MultiIndex.from_frame(g[["preset", "image"]]))
+        cols.setdefault(f"worst ΔPSNR (lost) {preset}", {})[method] = f"{gain.min():+.3f} ({int((gain < 0).sum())})"
+    wide = pd.DataFrame(cols)
+    wide = wide[[c for c in ["clean: worst PSNR to input", *(f"worst ΔPSNR (lost) {p}" for p in PRESETS)]
+                 if c in wide.columns]]
+    rows = order if order is not None else list(dict.fromkeys(per_image.method))
+    return wide.reindex([m for m in rows if m in wide.index]).rename_axis("method").reset_index()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--eval-dir", type=Path, default=Path("data/eval"))
@@ -263,12 +294,16 @@ def main(argv=None):
     a.out.mkdir(parents=True, exist_ok=True)
     per_image.to_csv(a.out / "eval_per_image.csv", index=False)
     table.to_csv(a.out / "eval.csv", index=False)
+    worst = worst_table(per_image, list(methods))
     (a.out / "eval.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n\n"
-                                   + wide.to_markdown(index=False, floatfmt="+.3f") + "\n")
+                                   + wide.to_markdown(index=False, floatfmt="+.3f") + "\n\n"
+                                   + worst.to_markdown(index=False) + "\n")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print()
         print(wide.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+        print()
+        print(worst.to_string(index=False))
     print(f"\nwrote {a.out}/eval.csv, eval.md, eval_per_image.csv")
 
 

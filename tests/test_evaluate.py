@@ -8,6 +8,7 @@ from skimage import data
 from kd import peer
 from kd.data import write_image
 from kd.evaluate import main as evaluate_main
+from kd.sharpen import sharpen as kd_sharpen
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +87,38 @@ def test_a_stream_aware_net_is_told_each_presets_stream(photos, tmp_path, aware_
     assert len(list((tmp_path / "scores").glob("*.csv"))) == 6
 
 
+def test_an_auto_row_is_told_the_estimated_stream_and_its_worst_images_are_reported(photos, tmp_path,
+                                                                                      aware_net_path):
+    """"PATH+auto" tells the net what kd.estimate estimates from each degraded frame (kd.sharpen's default); the
+    worst-image table gives, per preset, the lowest per-image ΔPSNR and how many images lost."""
+    from kd.degrade import degrade
+    from kd.estimate import estimate
+    from kd.metrics import psnr
+
+    evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache",
+                   str(tmp_path / "cache"), "--scores", str(tmp_path / "scores"), "--presets", "clean", "medium",
+                   "--method", "degraded input=none", "--method", f"auto={aware_net_path}+auto",
+                   "--out", str(tmp_path / "out")])
+    per_image = pd.read_csv(tmp_path / "out" / "eval_per_image.csv").set_index(["method", "preset", "image"])
+    clean = data.coffee()[:200, :240]
+    frame = degrade(clean, "medium")
+    told = kd_sharpen(frame, model=aware_net_path, backend="torch", stream=estimate(frame).degradation)
+    assert per_image.loc[("auto", "medium", "coffee"), "psnr"] == pytest.approx(psnr(told, clean), abs=1e-6)
+    gains = (per_image.loc["auto"].psnr - per_image.loc["degraded input"].psnr).loc["medium"]
+    md = (tmp_path / "out" / "eval.md").read_text()
+    assert f"{gains.min():+.3f} ({int((gains < 0).sum())})" in md  # the worst image, and how many lost
+    assert "clean: worst PSNR to input" in md
+
+
 def test_a_self_ensemble_row_is_scored_and_cached_apart(photos, tmp_path, net_path):
     """"PATH*N" averages N flipped views (``kd.sharpen(ensemble=N)``): its scores differ from one view, are cached
     under their own key, and its cost column is N times one view's."""
     from kd.evaluate import parse_spec
 
-    assert parse_spec("w.pt@openvino*4+stream") == ("w.pt", "openvino", True, 4)
-    assert parse_spec("w.pt+stream") == ("w.pt", "", True, 1)
+    assert parse_spec("w.pt@openvino*4+stream") == ("w.pt", "openvino", "stream", 4)
+    assert parse_spec("w.pt+stream") == ("w.pt", "", "stream", 1)
+    assert parse_spec("w.pt+auto") == ("w.pt", "", "auto", 1)
+    assert parse_spec("w.pt") == ("w.pt", "", "", 1)
     evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"), "--cache",
                    str(tmp_path / "cache"), "--scores", str(tmp_path / "scores"), "--presets", "medium",
                    "--method", "degraded input=none",

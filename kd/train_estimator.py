@@ -1,10 +1,12 @@
 """Train the stream estimator (``kd.models.StreamEstimator``) on known degradations of the training photos.
 
-    python -m kd.train_estimator --minutes 15 --seed 0 --out weights/estimator.pt
+    python -m kd.train_estimator --samples 6000 --seed 0 --out weights/estimator.pt
 
 Each sample is a zoomed-out region of a training photo (call-frame detail density, as the restorers train),
 degraded by ``kd.degrade.random_degradation`` (the restorers' training distribution, calls' downscale steps on
-half of the scaled ones), and cut into crops by ``kd.estimate.pick_crops``, as a frame is at inference. The loss is
+half of the scaled ones), and cut into crops by ``kd.estimate.pick_crops``, as a frame is at inference. The samples
+are made once and reduced to the estimator's fixed features (degrading is the slow part); its MLP then trains on
+them for many passes. The loss is
 a Laplace negative log-likelihood for the scale and the codec strength (so the net also says how unsure it is:
 ``kd.estimate`` leans toward milder damage by that much) and cross-entropy for the codec. The validation photos
 (never the evaluation set) at fixed seeds pick the best step. The same seed gives the same weights on one machine.
@@ -26,6 +28,7 @@ from kd.data import load_images, zoomed_crop
 from kd.degrade import PRESETS, degrade, random_degradation
 from kd.estimate import CROP, pick_crops, read_outputs, targets
 from kd.models import StreamEstimator
+from tqdm import tqdm
 
 REGION = 4 * CROP + CROP // 2  # a training sample's side: room for 4 crops at any grid origin
 CROPS_PER_SAMPLE = 4
@@ -69,14 +72,28 @@ def validation_set(images: list[np.ndarray], seed: int = 10_000, per_photo: int 
         rng = np.random.default_rng(seed + i)
         for d in [*(PRESETS[p] for p in PRESETS if p != "clean"), *([None] * per_photo)]:
             items.append(sample(images[i:i + 1], rng, d))
-    return batch(items)
+    return items
 
 
 @torch.no_grad()
-def scores(model, val) -> dict:
+def features(model: StreamEstimator, items: list[tuple[np.ndarray, tuple]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimator's fixed features and the targets of samples: what its MLP trains on."""
+    x, y = batch(items)
+    return model.features(x), y
+
+
+def pool(model: StreamEstimator, images: list[np.ndarray], n: int, rng: np.random.Generator, chunk: int = 64):
+    """``n`` fresh training samples as features and targets (made once: degrading is the slow part)."""
+    parts = [features(model, [sample(images, rng) for _ in range(min(chunk, n - i))])
+             for i in tqdm(range(0, n, chunk), desc="training samples", unit_scale=chunk)]
+    return torch.cat([f for f, _ in parts]), torch.cat([t for _, t in parts])
+
+
+@torch.no_grad()
+def scores(model: StreamEstimator, val: tuple[torch.Tensor, torch.Tensor]) -> dict:
     """Codec accuracy, scale error (log2), JPEG quality and video QP errors on the validation samples."""
-    x, y = val
-    out = model(x)
+    feats, y = val
+    out = model.mlp(feats)
     guesses = read_outputs(out)
     codec = y[:, 1].long()
     pred = torch.tensor([int(np.argmax(g.codec_probs)) for g in guesses])
@@ -95,35 +112,33 @@ def main(argv=None) -> int:
     ap.add_argument("--val", type=Path, default=Path("data/val"))
     ap.add_argument("--out", type=Path, default=Path("weights/estimator.pt"))
     ap.add_argument("--log", type=Path, default=Path("results/training/estimator.log.jsonl"))
-    ap.add_argument("--minutes", type=float, default=15.0, help="stop after this much time")
-    ap.add_argument("--steps", type=int, default=1_000_000, help="or after this many steps")
-    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--samples", type=int, default=6000, help="training samples (degraded regions) to make")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--val-every", type=int, default=200)
+    ap.add_argument("--val-every", type=int, default=250)
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
-    train = load_images(a.train, min_side=CROP)
-    val = validation_set(load_images(a.val, min_side=CROP))
     model = StreamEstimator()
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    val = features(model, validation_set(load_images(a.val, min_side=CROP)))
+    feats, targets_ = pool(model, load_images(a.train, min_side=CROP), a.samples, rng)
+    opt = torch.optim.AdamW(model.mlp.parameters(), lr=a.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.steps, pct_start=0.05)
     a.log.parent.mkdir(parents=True, exist_ok=True)
-    best, start, step = math.inf, time.time(), 0
+    best, start = math.inf, time.time()
     with a.log.open("w") as log:
-        while step < a.steps and time.time() - start < 60 * a.minutes:
-            frac = min(1.0, (time.time() - start) / (60 * a.minutes))
-            for g in opt.param_groups:  # cosine over the time budget
-                g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * frac))
-            x, y = batch([sample(train, rng) for _ in range(a.batch)])
-            loss = loss_of(model(x), y)
+        for step in range(1, a.steps + 1):
+            idx = torch.randint(len(feats), (a.batch,))
+            loss = loss_of(model.mlp(feats[idx]), targets_[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            step += 1
-            if step % a.val_every == 0:
+            sched.step()
+            if step % a.val_every == 0 or step == a.steps:
                 model.eval()
                 s = scores(model, val) | {"step": step, "minutes": round((time.time() - start) / 60, 2),
                                           "train_loss": loss.item()}
@@ -133,8 +148,8 @@ def main(argv=None) -> int:
                 print(s, flush=True)
                 if s["loss"] < best:
                     best = s["loss"]
-                    checkpoint.save(a.out, model, meta={"step": step, "seed": a.seed, "val": s, "args": vars(a) | {
-                        k: str(v) for k, v in vars(a).items() if isinstance(v, Path)}})
+                    checkpoint.save(a.out, model, meta={"step": step, "seed": a.seed, "val": s, "args": {
+                        k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}})
     print(f"best validation loss {best:.4f}; wrote {a.out}")
     return 0
 

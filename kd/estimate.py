@@ -21,7 +21,7 @@ from PIL import Image
 
 from kd.degrade import CALL_LADDER, Degradation
 
-CROP = 96  # side of each crop the estimator sees: six 16-px blocks of a ÷2 JPEG
+CROP = 128  # side of each crop the estimator sees: eight 16-px blocks of a ÷2 JPEG
 CROPS = 8  # crops per frame: the most textured cells of a grid (flat sky says nothing of the scale)
 MIN_SIDE = 16  # below this there is nothing to estimate from: "unknown"
 CODECS = ("none", "jpeg", "h264")  # the estimator's codec classes: clean, JPEG, intra video (H.264/H.265 alike)
@@ -32,7 +32,15 @@ JPEG_STEP, QP_STEP = 5, 2
 # predicts): 0 tells the net the most likely stream, more tells it less damage when the estimator is unsure
 # (README, "Auto": measured on the validation photos)
 LEAN = 1.0
-VERSION = 1  # bump when the same weights give other estimates (crops, snapping, leaning): cached scores key on it
+# The scale told is the estimate times this: a net told too large a scale over-sharpens (halos), told a smaller one
+# it loses little (on the validation photos, told 0.8 of the true scale: +0.634 / +0.794 dB on mild / medium
+# against +0.617 / +0.756 told the truth, 1.25 of it: +0.415 / +0.452)
+SCALE_MARGIN = 0.85
+# Below this probability of its codec, a damaged frame is told its scale alone: JPEG and intra video look alike, and
+# told the wrong one a net over-restores (on the validation photos' `call` frames: −0.17 dB on one photo, −0.05 told
+# the scale alone)
+CODEC_SURE = 0.9
+VERSION = 2  # bump when the same weights give other estimates (crops, snapping, leaning): cached scores key on it
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,14 @@ class Estimate:
     degradation: Degradation | None
     source: str  # "JPEG tables", "pixels", "JPEG tables + pixels", or why it is unknown
     unsure: float = 0.0  # the estimator's own uncertainty of the scale, in log2 units (0: from the file alone)
+    codec_known: bool = True  # False: the codec is too uncertain to tell, so the net is told the scale alone
+
+    @property
+    def stream(self) -> Degradation | float | None:
+        """What a stream-aware net is told (``kd.sharpen``'s ``stream``): the degradation, or its scale alone."""
+        if self.degradation is None or self.codec_known or self.degradation.codec == "none":
+            return self.degradation
+        return self.degradation.scale
 
     def describe(self) -> str:
         """What the app shows: 'looks like ÷2, JPEG q≈30' (or why it cannot tell)."""
@@ -51,6 +67,8 @@ class Estimate:
         if d.codec == "none" and d.scale == 1:
             return f"looks undamaged ({self.source})"
         codec = {"jpeg": f"JPEG q≈{d.quality}", "none": "no codec"}.get(d.codec, f"{d.codec.upper()} QP≈{d.quality}")
+        if not self.codec_known:
+            codec = f"codec unsure ({codec}?)"
         size = f"÷{d.scale:.3g}, " if d.scale > 1 else "full size, "
         return f"looks like {size}{codec} ({self.source})"
 
@@ -139,9 +157,11 @@ def _snap_scale(log_scale: float) -> float:
     return min(SCALES, key=lambda s: abs(math.log2(s) - log_scale))
 
 
-def degradation_of(guess: Guess, file_quality: int | None = None, lean: float = LEAN) -> Degradation:
+def degradation_of(guess: Guess, file_quality: int | None = None, lean: float = LEAN,
+                   scale_margin: float = SCALE_MARGIN) -> Degradation:
     """The stream to tell a net, from a guess (and a JPEG file's own quality): the most likely codec, the scale and
-    strength moved ``lean`` uncertainties toward milder damage, snapped to the grid of ``SCALES`` and quality steps.
+    strength moved ``lean`` uncertainties toward milder damage, the scale times ``scale_margin``, snapped to the grid
+    of ``SCALES`` and quality steps.
 
     A JPEG file's quality is a fact about its last coding, so the damage told is at least that; the pixels may show
     more (a damaged frame re-saved at a high quality): then theirs. A video frame re-saved as JPEG stays video.
@@ -150,7 +170,7 @@ def degradation_of(guess: Guess, file_quality: int | None = None, lean: float = 
     codec = "jpeg" if file_quality is not None and seen != "h264" else seen
     if codec == "none":
         return Degradation(scale=1.0, codec="none")
-    scale = _snap_scale(max(0.0, guess.log_scale - lean * guess.log_scale_unsure))
+    scale = _snap_scale(max(0.0, guess.log_scale - lean * guess.log_scale_unsure + math.log2(scale_margin)))
     if codec == "jpeg":
         q = round((100 - 90 * max(0.0, guess.jpeg_strength - lean * guess.jpeg_unsure)) / JPEG_STEP) * JPEG_STEP
         if file_quality is not None:
@@ -203,7 +223,8 @@ def estimate(image, quantization: dict | None = None, lean: float = LEAN, model:
         return Estimate(None, f"smaller than {MIN_SIDE} px" if model is not None else "no estimator weights")
     g = guess(rgb, model)
     source = "pixels" if file_quality is None else "JPEG tables + pixels"
-    return Estimate(degradation_of(g, file_quality, lean), source, g.log_scale_unsure)
+    codec_known = file_quality is not None or max(g.codec_probs) >= CODEC_SURE
+    return Estimate(degradation_of(g, file_quality, lean), source, g.log_scale_unsure, codec_known)
 
 
 def for_model(model: str, image, quantization: dict | None = None) -> Estimate | None:

@@ -154,7 +154,7 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
         if isinstance(stream, str) and stream == "auto":
             stream = for_model(str(model), rgb, getattr(image, "quantization", None))
         if isinstance(stream, Estimate):
-            stream = stream.degradation
+            stream = stream.stream
         r = runner(str(model), backend, None, None if stream is None else tuple(stream_condition(stream).tolist()))
         run = r if ensemble == 1 else (lambda x: self_ensemble(r, x, ensemble))
         big = rgb.shape[0] > tile or rgb.shape[1] > tile

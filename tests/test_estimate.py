@@ -1,0 +1,148 @@
+"""kd.estimate: what a frame's stream probably was, from its JPEG tables and its pixels; and stream="auto" as the
+default of kd.sharpen, its command line and the app."""
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+import kd
+from kd.degrade import Degradation, degrade
+from kd.estimate import Estimate, estimate, jpeg_quality
+from kd.imagefile import jpeg_quantization, write
+
+
+def photos():
+    """scikit-image's photos (none of them trained on: they are in the evaluation set)."""
+    return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
+            "motorcycle": data.stereo_motorcycle()[0], "rocket": data.rocket()}
+
+
+@pytest.mark.parametrize("quality", [12, 30, 60, 95])
+def test_a_jpeg_files_tables_give_its_quality_exactly(tmp_path, quality):
+    photo = data.coffee()
+    Image.fromarray(photo).save(tmp_path / "pil.jpg", quality=quality)
+    cv2.imwrite(str(tmp_path / "cv.jpg"), photo[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    for name in ("pil.jpg", "cv.jpg"):
+        assert jpeg_quality(jpeg_quantization(tmp_path / name)) == quality, name
+    with Image.open(tmp_path / "pil.jpg") as im:  # a Pillow JPEG handed to kd.sharpen brings its tables along
+        told = estimate(im)
+    assert told.source == "JPEG tables + pixels" and told.degradation.codec == "jpeg"
+    assert told.degradation.quality <= quality  # at least the damage the file's own coding did
+
+
+def test_files_without_jpeg_history_have_no_tables(tmp_path):
+    write(tmp_path / "a.png", data.coffee())
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg at all")
+    assert jpeg_quantization(tmp_path / "a.png") is None
+    assert jpeg_quantization(tmp_path / "b.jpg") is None
+    assert jpeg_quantization(tmp_path / "missing.jpg") is None
+    assert jpeg_quality(None) is None
+
+
+@pytest.mark.parametrize("preset", ["mild", "medium", "severe"])
+def test_the_estimator_reads_degraded_photos(preset):
+    """On held-out photos degraded like the presets (no file history: the pixels alone), the estimate names JPEG,
+    its quality within 20 and the scale within a factor of 1.5 on most photos, and never more damage than there was
+    by much (leaning milder when unsure is what keeps it safe)."""
+    truth = kd.PRESETS[preset]
+    hits = 0
+    for name, photo in photos().items():
+        d = estimate(degrade(photo, truth)).degradation
+        assert d is not None, name
+        good = d.codec == "jpeg" and abs(d.quality - truth.quality) <= 20 and 1 / 1.5 <= d.scale / truth.scale <= 1.5
+        hits += good
+        assert d.codec == "none" or d.scale <= truth.scale * 1.5, (name, d)
+    assert hits >= 3, preset
+
+
+def test_an_undamaged_photo_looks_undamaged_or_lightly_damaged():
+    for name, photo in photos().items():
+        d = estimate(photo).degradation
+        assert d.codec == "none" or (d.scale <= 1.5 and (d.codec != "jpeg" or d.quality >= 60)), (name, d)
+
+
+def test_bad_inputs_give_a_sensible_estimate_or_unknown():
+    photo = degrade(data.coffee(), "medium")
+    gray = photo @ np.array([0.299, 0.587, 0.114])
+    cases = {"1x1": np.zeros((1, 1, 3), np.uint8), "0x0": np.zeros((0, 5, 3), np.uint8),
+             "thin": np.zeros((3, 400, 3), np.uint8), "gray": gray.astype(np.uint8),
+             "16-bit": photo.astype(np.uint16) * 257, "float": photo / 255.0, "rgba": np.dstack([photo, photo[..., :1]]),
+             "nan": np.full((64, 64, 3), np.nan), "not an image": "hello", "5 channels": np.zeros((20, 20, 5), np.uint8),
+             "flat": np.full((300, 300, 3), 128, np.uint8)}
+    got = {name: estimate(x) for name, x in cases.items()}
+    assert all(isinstance(e, Estimate) for e in got.values())
+    for name in ("1x1", "0x0", "thin", "nan", "not an image", "5 channels"):
+        assert got[name].degradation is None and got[name].describe().startswith("unknown"), name
+    ref = got["gray"].degradation  # a frame at another depth or channel count reads as the same stream
+    assert got["16-bit"].degradation == got["float"].degradation == got["rgba"].degradation == estimate(photo).degradation
+    assert ref is not None and got["flat"].degradation is not None
+
+
+def test_the_estimate_reads_as_the_app_shows_it():
+    assert Estimate(Degradation(2.0, "jpeg", 30), "pixels").describe() == "looks like ÷2, JPEG q≈30 (pixels)"
+    unsure = Estimate(Degradation(2.0, "h264", 32), "pixels", codec_known=False)
+    assert unsure.describe() == "looks like ÷2, codec unsure (H264 QP≈32?) (pixels)" and unsure.stream == 2.0
+    assert Estimate(Degradation(1.0, "none"), "pixels").describe() == "looks undamaged (pixels)"
+    assert Estimate(None, "smaller than 16 px").describe() == "unknown (smaller than 16 px)"
+
+
+def test_sharpen_defaults_to_the_estimated_stream():
+    frame = degrade(data.chelsea(), "medium")
+    auto = kd.sharpen(frame, backend="torch")
+    assert np.array_equal(auto, kd.sharpen(frame, backend="torch", stream=estimate(frame).stream))
+    assert np.array_equal(auto, kd.sharpen(frame, backend="torch", stream=estimate(frame)))
+    assert not np.array_equal(auto, kd.sharpen(frame, backend="torch", stream=None))  # not blind
+
+
+def test_the_command_line_defaults_to_auto_and_says_what_it_estimated(tmp_path, capsys):
+    from kd.sharpen import main
+
+    frame = degrade(data.chelsea(), "mild")
+    Image.fromarray(frame).save(tmp_path / "frame.jpg", quality=40)
+    assert main(["-i", str(tmp_path / "frame.jpg"), "-o", str(tmp_path / "out.png"), "--backend", "torch"]) == 0
+    assert "JPEG q≈40 (JPEG tables + pixels)" in capsys.readouterr().out
+    image, _ = kd.imagefile.read(tmp_path / "frame.jpg")
+    told = kd.sharpen(image, backend="torch", stream=estimate(image, jpeg_quantization(tmp_path / "frame.jpg")))
+    assert np.array_equal(kd.imagefile.read(tmp_path / "out.png")[0], told)
+    assert main(["-i", str(tmp_path / "frame.jpg"), "-o", str(tmp_path / "blind.png"), "--backend", "torch",
+                 "--stream", "unknown"]) == 0
+    assert np.array_equal(kd.imagefile.read(tmp_path / "blind.png")[0], kd.sharpen(image, backend="torch", stream=None))
+
+
+def test_the_app_defaults_to_auto_shows_the_estimate_and_takes_an_override(tmp_path):
+    import app
+
+    blocks = app.make_app(max_pixels=300_000, keep_files_s=60)
+    known = next(b for b in blocks.blocks.values() if getattr(b, "label", "") == "What the connection did to it, if known")
+    assert known.value == "auto"
+    sharpen_image = next(f.fn for f in blocks.fns.values() if f.api_name == "sharpen")
+    buf = io.BytesIO()
+    Image.fromarray(degrade(data.chelsea(), "medium")).save(buf, "JPEG", quality=90)  # a damaged frame, re-saved
+    (tmp_path / "f.jpg").write_bytes(buf.getvalue())
+    shown, _, state = sharpen_image(str(tmp_path / "f.jpg"))
+    assert "Stream: looks like ÷" in state["info"] and "(JPEG tables + pixels)" in state["info"]
+    told, _, state = sharpen_image(str(tmp_path / "f.jpg"), "student", "medium")
+    assert "Stream:" not in state["info"] and not np.array_equal(shown, told)
+
+
+def test_training_the_estimator_is_reproducible_by_seed(tmp_path):
+    """python -m kd.train_estimator: the same seed gives the same weights (the shipped ones: --samples 8000 --seed 0)."""
+    import torch
+
+    from kd import checkpoint
+    from kd.train_estimator import main as train
+
+    for split, photo in (("train", data.astronaut()), ("train", data.rocket()), ("val", data.coffee())):
+        write(tmp_path / split / f"{len(list((tmp_path / split).glob('*')))}.png", photo)
+    weights = []
+    for run in ("a", "b", "a"):
+        args = ["--train", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--samples", "16", "--steps", "4",
+                "--val-every", "2", "--batch", "8", "--out", str(tmp_path / f"{run}.pt"),
+                "--log", str(tmp_path / f"{run}.jsonl"), "--seed", "1" if run == "a" else "2"]
+        assert train(args) == 0
+        weights.append(checkpoint.load_state(tmp_path / f"{run}.pt")["model"])
+    assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -513,33 +515,40 @@ class StreamEstimator(nn.Module):
     def __init__(self, crop: int = 128, hidden: int = 96):
         super().__init__()
         self.config = dict(crop=crop, hidden=hidden)
-        self.register_buffer("window", torch.hann_window(crop, periodic=False), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * crop + len(self.FLAT_LEVELS), hidden), nn.LeakyReLU(0.1),
                                  nn.Linear(hidden, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, self.OUTPUTS))
 
     multiple = 1
 
-    def spectrum(self, plane: torch.Tensor) -> torch.Tensor:
+    def spectrum(self, plane: np.ndarray) -> np.ndarray:
         """N×K×S×S -> N×S: log power per frequency 1..S/2 of the rows, then of the columns, averaged over the crops,
         relative to the lowest eighth (so the picture's contrast does not count)."""
+        window = np.hanning(plane.shape[-1]).astype(np.float32)
         out = []
-        for lines in (plane, plane.transpose(-1, -2)):
-            lines = (lines - lines.mean(-1, keepdim=True)) * self.window
-            log = torch.log(torch.fft.rfft(lines, dim=-1).abs().square().mean((1, 2))[:, 1:] + 1e-12)
-            out.append(log - log[:, : max(1, log.shape[1] // 8)].mean(1, keepdim=True))
-        return torch.cat(out, 1)
+        for lines in (plane, plane.swapaxes(-1, -2)):
+            lines = (lines - lines.mean(-1, keepdims=True)) * window
+            log = np.log(np.square(np.abs(np.fft.rfft(lines, axis=-1))).mean((1, 2))[:, 1:] + 1e-12)
+            out.append(log - log[:, : max(1, log.shape[1] // 8)].mean(1, keepdims=True))
+        return np.concatenate(out, 1)
 
-    def features(self, crops: torch.Tensor) -> torch.Tensor:
-        """N×K×3×S×S crops -> the fixed features: the luma's spectrum, the chroma's (a codec's 4:2:0 halves its band;
-        an uncoded frame keeps it) and the share of pixels whose detail (x minus its 3×3 mean) is under each of
-        ``FLAT_LEVELS`` (a hard quantiser flattens blocks)."""
-        luma = (crops * crops.new_tensor([0.299, 0.587, 0.114])[:, None, None]).sum(2)
+    def features(self, crops: np.ndarray) -> torch.Tensor:
+        """N×K×3×S×S float32 crops -> the fixed features: the luma's spectrum, the chroma's (a codec's 4:2:0 halves
+        its band; an uncoded frame keeps it) and the share of pixels whose detail (x minus its 3×3 mean) is under each
+        of ``FLAT_LEVELS`` (a hard quantiser flattens blocks). In numpy: torch's thread pool made these small ops take
+        100-500 ms instead of 8 on this project's busy 2-vCPU machines."""
+        luma = np.einsum("nkcyx,c->nkyx", crops, np.array([0.299, 0.587, 0.114], np.float32))
         chroma = crops[:, :, 2] - crops[:, :, 0]  # B − R: both chroma axes in one plane
-        detail = (luma - F.avg_pool2d(luma, 3, 1, 1, count_include_pad=False)).abs() * 255
-        flat = torch.stack([(detail < t).float().mean((1, 2, 3)) for t in self.FLAT_LEVELS], 1)
-        return torch.cat([self.spectrum(luma), self.spectrum(chroma), flat], 1)
+        planes = luma.reshape(-1, *luma.shape[2:])
+        count = cv2.boxFilter(np.ones_like(planes[0]), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        mean = np.stack([cv2.boxFilter(p, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT) / count
+                         for p in planes]).reshape(luma.shape)  # a 3×3 mean of the pixels there are at the edges
+        detail = np.abs(luma - mean) * 255
+        flat = np.stack([(detail < t).mean((1, 2, 3)) for t in self.FLAT_LEVELS], 1)
+        feats = np.concatenate([self.spectrum(luma), self.spectrum(chroma), flat], 1)
+        return torch.from_numpy(feats.astype(np.float32))
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+    def forward(self, crops: torch.Tensor | np.ndarray) -> torch.Tensor:
+        crops = crops.numpy() if torch.is_tensor(crops) else crops
         return self.mlp(self.features(crops))
 
 

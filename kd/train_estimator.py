@@ -79,7 +79,7 @@ def validation_set(images: list[np.ndarray], seed: int = 10_000, per_photo: int 
 def features(model: StreamEstimator, items: list[tuple[np.ndarray, tuple]]) -> tuple[torch.Tensor, torch.Tensor]:
     """The estimator's fixed features and the targets of samples: what its MLP trains on."""
     x, y = batch(items)
-    return model.features(x), y
+    return model.features(x.numpy()), y
 
 
 def pool(model: StreamEstimator, images: list[np.ndarray], n: int, rng: np.random.Generator, chunk: int = 64):

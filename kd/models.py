@@ -14,6 +14,7 @@ import inspect
 
 import cv2
 import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -527,7 +528,7 @@ class StreamEstimator(nn.Module):
         out = []
         for lines in (plane, plane.swapaxes(-1, -2)):
             lines = (lines - lines.mean(-1, keepdims=True)) * window
-            log = np.log(np.square(np.abs(np.fft.rfft(lines, axis=-1))).mean((1, 2))[:, 1:] + 1e-12)
+            log = np.log(np.square(np.abs(scipy.fft.rfft(lines, axis=-1))).mean((1, 2))[:, 1:] + 1e-12)
             out.append(log - log[:, : max(1, log.shape[1] // 8)].mean(1, keepdims=True))
         return np.concatenate(out, 1)
 

@@ -70,11 +70,12 @@ def test_bad_inputs_give_a_sensible_estimate_or_unknown():
     cases = {"1x1": np.zeros((1, 1, 3), np.uint8), "0x0": np.zeros((0, 5, 3), np.uint8),
              "thin": np.zeros((3, 400, 3), np.uint8), "gray": gray.astype(np.uint8),
              "16-bit": photo.astype(np.uint16) * 257, "float": photo / 255.0, "rgba": np.dstack([photo, photo[..., :1]]),
-             "nan": np.full((64, 64, 3), np.nan), "not an image": "hello", "5 channels": np.zeros((20, 20, 5), np.uint8),
+             "nan": np.full((64, 64, 3), np.nan), "nan32": np.full((64, 64, 3), np.nan, np.float32),
+             "not an image": "hello", "5 channels": np.zeros((20, 20, 5), np.uint8),
              "flat": np.full((300, 300, 3), 128, np.uint8)}
     got = {name: estimate(x) for name, x in cases.items()}
     assert all(isinstance(e, Estimate) for e in got.values())
-    for name in ("1x1", "0x0", "thin", "nan", "not an image", "5 channels"):
+    for name in ("1x1", "0x0", "thin", "nan", "nan32", "not an image", "5 channels"):
         assert got[name].degradation is None and got[name].describe().startswith("unknown"), name
     ref = got["gray"].degradation  # a frame at another depth or channel count reads as the same stream
     assert got["16-bit"].degradation == got["float"].degradation == got["rgba"].degradation == estimate(photo).degradation

@@ -3,6 +3,7 @@
     python -m kd.export --model student --format onnx           # writes exports/student.onnx
     python -m kd.export --model student --format openvino       # writes exports/student.xml (+ .bin)
     python -m kd.export --model student --format openvino-int8  # exports/student-int8.xml, NNCF post-training
+    python -m kd.export --model student --format onnx-web       # exports/student-web.onnx: for the browser
 
 All take any frame size whose sides are multiples of the model's unshuffle factor (``kd.sharpen`` pads to that).
 """
@@ -28,6 +29,54 @@ def export_onnx(model: torch.nn.Module, path: Path | str, opset: int = 17) -> Pa
         torch.onnx.export(model.eval(), (dummy,), str(path), input_names=["frame"], output_names=["restored"],
                           dynamic_axes={"frame": {0: "batch", 2: "height", 3: "width"},
                                         "restored": {0: "batch", 2: "height", 3: "width"}},
+                          opset_version=opset, dynamo=False)
+    return path
+
+
+class BrowserFrame(torch.nn.Module):
+    """A stream-aware net as a browser runs it: a canvas's RGBA bytes and the stream vector in, RGBA bytes out.
+
+    Everything ``kd.sharpen`` does around the net happens in the graph, so a web page needs no pixel loops and no
+    knowledge of the net: RGBA → float RGB, reflection padding to the model's multiple, the net told its stream,
+    cropping back, ``(clip(y) * 255 + 0.5)`` floored to bytes, alpha 255. Why the stream is an input rather than one
+    folded file per stream: a call's quantiser changes from second to second (the vector is continuous), so the
+    FiLM and expert mixing run in the graph on the 1×STREAM_FEATURES vector and the convs take the mixed weights.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        from kd.models import stream_aware
+
+        if not stream_aware(model):
+            raise ValueError("onnx-web exports a stream-aware net (told its stream); this one is blind")
+        self.model = model.eval()
+        self.multiple = multiple(model)
+
+    def forward(self, rgba: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+        h, w = rgba.shape[0], rgba.shape[1]
+        x = rgba[:, :, :3].permute(2, 0, 1)[None].float() / 255
+        m = self.multiple
+        x = torch.nn.functional.pad(x, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="reflect")
+        y = self.model(x, stream=stream)[0, :, :h, :w].clamp(0, 1)
+        rgb = torch.floor(y * 255 + 0.5).permute(1, 2, 0)
+        return torch.cat([rgb, torch.full_like(rgb[:, :, :1], 255)], dim=2).to(torch.uint8)
+
+
+def export_onnx_web(model: torch.nn.Module, path: Path | str, opset: int = 17) -> Path:
+    """ONNX of ``BrowserFrame(model)``: inputs ``rgba`` (H×W×4 uint8, any size from 16 px up, as a canvas's
+    ``getImageData`` gives it) and ``stream`` (1×F float32, ``kd.degrade.stream_condition``); output ``sharpened``
+    (H×W×4 uint8). One frame per call: the experts' per-frame kernels make the batch part of the conv's grouping."""
+    from kd.degrade import STREAM_FEATURES
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = multiple(model)
+    rgba, stream = torch.randint(0, 256, (3 * m - 3, 5 * m - 1, 4), dtype=torch.uint8), torch.zeros(1, STREAM_FEATURES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(BrowserFrame(model), (rgba, stream), str(path), input_names=["rgba", "stream"],
+                          output_names=["sharpened"],
+                          dynamic_axes={"rgba": {0: "height", 1: "width"}, "sharpened": {0: "height", 1: "width"}},
                           opset_version=opset, dynamo=False)
     return path
 
@@ -104,7 +153,7 @@ def export_openvino_int8(model: torch.nn.Module, path: Path | str) -> Path:
 
 VERSION = 3  # part of the cache key of exported files: bump it when an exporter changes what it writes
 EXPORTERS = {"onnx": (export_onnx, ".onnx"), "openvino": (export_openvino, ".xml"),
-             "openvino-int8": (export_openvino_int8, "-int8.xml")}
+             "openvino-int8": (export_openvino_int8, "-int8.xml"), "onnx-web": (export_onnx_web, "-web.onnx")}
 
 
 def export(name: str, fmt: str, out: Path | str) -> Path:

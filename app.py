@@ -20,7 +20,6 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-import kd  # noqa: E402
 from kd import imagefile  # noqa: E402
 from kd.compare import simulate, timed_sharpen  # noqa: E402
 from kd.degrade import PRESETS, Degradation  # noqa: E402
@@ -31,7 +30,6 @@ NOT_AN_IMAGE = "That file is not a readable image (corrupt, truncated or another
 TOO_LARGE = "That image has too many pixels to open safely. Please downscale it first."
 # what the receiver may know about the frame: stream-aware nets restore better when told (blind ones ignore it)
 KNOWN = [("Unknown", "unknown"), *((f"{name}: {d.describe()}", name) for name, d in PRESETS.items())]
-LIVE_PIXELS = 1280 * 720  # camera frames are scaled to the size the student is built for before anything else
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -85,24 +83,6 @@ def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
         return imagefile.read(path, max_pixels, decode_limit=max(50_000_000, 4 * max_pixels))
     except ValueError as e:
         raise gr.Error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
-
-
-def live_frame(frame, preset: str, clock: tuple | None):
-    """One camera frame, first scaled to the student's working size; fps is frames delivered per second."""
-    if frame is None:
-        return None, "waiting for the camera…", clock
-    t0 = time.perf_counter()
-    small, _ = imagefile.fit_to_limit(np.ascontiguousarray(frame[:, :, :3]), LIVE_PIXELS)
-    src = kd.degrade(small, preset) if preset in PRESETS else small
-    out = kd.sharpen(src, model="student", stream=preset if preset in PRESETS else None)
-    now = time.perf_counter()
-    last, gap = clock or (None, None)
-    if last is not None:  # smoothed time between delivered frames: what the viewer really gets
-        gap = now - last if gap is None else 0.8 * gap + 0.2 * (now - last)
-    fps = f"{1 / gap:.1f} fps delivered · " if gap else ""
-    status = (f"{fps}{(now - t0) * 1000:.0f} ms per frame (scale, simulate, sharpen) · camera "
-              f"{frame.shape[1]}×{frame.shape[0]} → {small.shape[1]}×{small.shape[0]}")
-    return out, status, (now, gap)
 
 
 def open_study(config: str | None, db_url: str | None):
@@ -207,20 +187,8 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
             run.click(simulate_tab, [clean, preset, scale, quality], [deg_out, stu_out, tea_out, table],
                       api_name="simulate")
 
-        with gr.Tab("Live"):
-            gr.Markdown("Your webcam, sharpened by the student as it streams. On a good camera, simulate a poor "
-                        "connection first to see the effect.")
-            with gr.Row():
-                cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
-                live_out = gr.Image(label="Sharpened", interactive=False, format="png")
-            live_preset = gr.Radio(["off", *PRESETS], value="medium", label="Simulate connection before sharpening")
-            fps = gr.Markdown()
-            last = gr.State(None)
-            cam.stream(live_frame, [cam, live_preset, last], [live_out, fps, last], stream_every=0.1,
-                       time_limit=120, concurrency_limit=4, api_visibility="private")
-
-        with gr.Tab("Live (WebRTC)"):  # kd/live.py: the camera over a real WebRTC connection
-            from kd.live import tab as live_tab
+        with gr.Tab("Live"):  # kd/web.py: the student runs in the viewer's browser, not here
+            from kd.web import tab as live_tab
 
             live_tab()
 
@@ -236,11 +204,15 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
 
 
 def warm_up() -> None:
-    """Load both networks (and export them for the fastest runtime, once) at start so no visitor waits for it."""
+    """Load both networks (and export them for the fastest runtime, once) at start so no visitor waits for it; also
+    the student as the Live tab's browsers fetch it."""
     from kd.runtime import runner
+    from kd.web import BROWSER_MODELS, browser_model
 
     for name in ("student", "teacher"):
         runner(name, "auto")
+    for name in BROWSER_MODELS:
+        browser_model(name)
 
 
 def main(argv=None):
@@ -266,10 +238,10 @@ def main(argv=None):
         from study.stimuli import serve_dir
 
         allowed = [str(serve_dir(stimuli_dir(Path(a.study))).resolve())]
-    from kd.live import app_kwargs as live_routes  # the WebRTC endpoint, on the same server
+    from kd.web import app_kwargs as web_routes  # the browser sharpener's files, on the same server
 
     app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb", allowed_paths=allowed,
-               app_kwargs=live_routes())
+               app_kwargs=web_routes())
 
 
 if __name__ == "__main__":

@@ -97,6 +97,19 @@ def app_kwargs() -> dict:
     return {"routes": routes()}
 
 
+def tab() -> None:
+    """The Gradio tab: the Live page in a frame (same origin, so the camera permission applies; a frame is not
+    cross-origin isolated, so WASM runs one thread there: the full page gets all of them)."""
+    import gradio as gr
+
+    gr.Markdown("Your camera over a real **WebRTC** call inside your browser (two peer connections in one page): "
+                "cap the bandwidth and the sender shrinks its video as real senders do; the video you receive is "
+                "sharpened by the student **in your browser** (ONNX Runtime Web), told what the call did to it. "
+                "No frame reaches the server. Open it [full page](web/live.html) for multi-threaded WASM.")
+    gr.HTML('<iframe src="web/live.html" allow="camera; autoplay; cross-origin-isolated" title="Live: sharpened in '
+            'your browser" style="width:100%;height:720px;border:0" id="live-frame"></iframe>')
+
+
 def main(argv=None) -> None:
     """Serve the browser sharpener alone (no Gradio): http://HOST:PORT/web/live.html."""
     import uvicorn

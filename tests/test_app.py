@@ -130,17 +130,6 @@ def test_result_files_are_not_left_behind(tmp_path, photo):
         assert copies and all(time.time() - f.stat().st_mtime < 8 for f in copies)  # Gradio's copies went too
 
 
-def test_live_frames_are_scaled_to_the_working_size():
-    import app
-
-    frame = np.random.default_rng(0).integers(0, 255, (1440, 1920, 3), np.uint8)
-    out, status, clock = app.live_frame(frame, "off", None)
-    assert out.shape[0] * out.shape[1] <= app.LIVE_PIXELS and abs(out.shape[1] / out.shape[0] - 4 / 3) < 0.01
-    assert "camera 1920×1440 → " in status
-    out, status, clock = app.live_frame(frame, "medium", clock)
-    assert "fps delivered" in status
-
-
 @pytest.mark.parametrize("payload", [b"definitely not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
 def test_corrupt_upload_gives_a_clear_message(client, tmp_path, payload):
     bad = tmp_path / "upload.png"

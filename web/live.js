@@ -36,7 +36,9 @@ async function connect() {
   const got = new Promise((resolve) => { recv.ontrack = (e) => resolve(e); });
   const track = state.camera.getVideoTracks()[0];
   track.contentHint = "motion";
-  const transceiver = send.addTransceiver(track, { direction: "sendonly", streams: [state.camera] });
+  // capped from the first frame: libwebrtc then starts at the resolution the bitrate allows, as a sender on a poor link does
+  const transceiver = send.addTransceiver(track, { direction: "sendonly", streams: [state.camera],
+    sendEncodings: [{ maxBitrate: Number($("bitrate").value) * 1000 }] });
   transceiver.setCodecPreferences(codecsFor($("codec").value));
   await send.setLocalDescription(await send.createOffer());
   await recv.setRemoteDescription(send.localDescription);

@@ -72,19 +72,25 @@ def test_served_files_and_clear_errors(site):
 
 
 @pytest.fixture(scope="module")
-def page(site):
-    """sharpkd.js loaded in a cross-origin isolated page, with every request the page makes recorded."""
+def playwright():
+    """One Playwright for the module (a second one cannot start while another runs in the same thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch(p)
-        page = open_page(browser, site + "live.html")
-        page.requests = []
-        page.on("request", lambda r: page.requests.append(r.url))
-        page.evaluate("""async () => { window.sharpkd = await import('./sharpkd.js');
-          window.sharpener = await sharpkd.Sharpener.load(); }""")
-        yield page
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(site, playwright):
+    """sharpkd.js loaded in a cross-origin isolated page, with every request the page makes recorded."""
+    browser = launch(playwright)
+    page = open_page(browser, site + "live.html")
+    page.requests = []
+    page.on("request", lambda r: page.requests.append(r.url))
+    page.evaluate("""async () => { window.sharpkd = await import('./sharpkd.js');
+      window.sharpener = await sharpkd.Sharpener.load(); }""")
+    yield page
+    browser.close()
 
 
 @needs_browser
@@ -133,15 +139,13 @@ def app_url():
 
 @needs_browser
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
-def test_live_tab_sharpens_the_call_in_the_browser(app_url, tmp_path, codec):
+def test_live_tab_sharpens_the_call_in_the_browser(app_url, playwright, tmp_path, codec):
     """The Live tab: a fake camera (a moving photo) sent over a real WebRTC call inside the page, capped at 150
     kbit/s; the received video is sharpened in the page (no request to the server per frame), told its stream from
     getStats, and its output equals the Python student's on the same received frame, told the same stream."""
-    from playwright.sync_api import sync_playwright
-
     camera = write_y4m(tmp_path / "cam.y4m", pan_clip(load_photo("astronaut"), (640, 360), frames=45))
-    with sync_playwright() as p:
-        browser = launch(p, camera)
+    browser = launch(playwright, camera)
+    try:
         page = open_page(browser, app_url)
         requests = []
         page.on("request", lambda r: requests.append(r.url))
@@ -164,6 +168,7 @@ def test_live_tab_sharpens_the_call_in_the_browser(app_url, tmp_path, codec):
             return { input: sharpkdTest.pack(l.input), output: sharpkdTest.pack(l.output), received: l.received,
                      stream: Array.from(l.stream) }; }""")
         page.screenshot(path=str(tmp_path / "live.png"))
+    finally:
         browser.close()
     assert int(stats["frames"]) >= start + 10 and float(stats["fps"]) > 0 and stats["backend"] == "wasm"
     assert stats["codec"] == codec and stats["qp"] and "QP" in text and "kbit/s" in text

@@ -221,6 +221,7 @@ export class LiveSharpening {
       if (this.wipe != null) {
         const x = Math.round(Math.min(1, Math.max(0, this.wipe)) * w);
         if (x > 0) this.ctx.putImageData(input, 0, 0, 0, 0, x, h);
+        if (x > 0 && x < w) { this.ctx.fillStyle = "rgba(255, 255, 255, 0.8)"; this.ctx.fillRect(x - 1, 0, 2, h); }
       }
       const now = performance.now();
       this.frames += 1;

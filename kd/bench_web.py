@@ -1,6 +1,6 @@
 """How fast the student runs in a browser, and what it gains on a real in-page call: a table, not a test.
 
-    python -m kd.bench_web [--sizes 360 720] [--threads 1 2] [--repeats 20] [--call-seconds 20]
+    python -m kd.bench_web [--sizes 360 720] [--threads 1 2] [--repeats 20] [--call-seconds 15] [--out results]
 
 Headless Chromium (no GPU here, so ONNX Runtime Web's WASM backend with SIMD; the page is cross-origin isolated, so
 threads work) runs ``web/sharpkd.js`` on a degraded photo at each size: the median ms of ``Sharpener.sharpen`` (RGBA
@@ -12,7 +12,7 @@ The Live page's own fps depends on the fake camera and the call as well as the n
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import tempfile
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from kd.degrade import degrade, stream_condition
 from kd.metrics import psnr
 from kd.runtime import cpu_name
 from kd.temporal import fit, load_photo, pan_clip
+from kd.web import ort_version
 
 SIZES = {360: (640, 360), 540: (960, 540), 720: (1280, 720)}
 LOAD = """async ([threads]) => { const m = await import('./sharpkd.js');
@@ -102,17 +103,23 @@ def main(argv=None):
     ap.add_argument("--call-seconds", type=float, default=15, help="0: skip the in-page call")
     ap.add_argument("--kbps", type=int, default=150, help="the in-page call's bandwidth cap")
     ap.add_argument("--codecs", nargs="+", default=["h264", "vp8"], choices=["vp8", "h264"])
+    ap.add_argument("--out", type=Path, default=None, help="also write the tables to OUT/bench_web.md")
     a = ap.parse_args(argv)
     with web_server() as url:
         rows = speed_rows(url, a.sizes, a.threads, a.repeats)
         calls = [call_row(url, a.call_seconds, a.kbps, c) for c in a.codecs] if a.call_seconds > 0 else []
-    print(f"\nHeadless Chromium, ONNX Runtime Web WASM (SIMD), {cpu_name()}, {platform.machine()}; "
-          f"the student told 'medium'; medians of {a.repeats} frames after 3 warm-up frames\n")
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    text = (f"Headless Chromium, ONNX Runtime Web {ort_version()} WASM (SIMD), {cpu_name()}, {os.cpu_count()} CPUs, "
+            f"load average {load} at the end; the student told 'medium'; medians of {a.repeats} frames after 3 "
+            f"warm-up frames\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n")
     if calls:
-        print("\nIn-page call (web/live.html calling itself; fake camera: a slow pan over a photo at 640×360, "
-              "shown at that size), mean over sampled sharpened frames\n")
-        print(pd.DataFrame(calls).to_markdown(index=False))
+        text += ("\nIn-page call (web/live.html calling itself; fake camera: a slow pan over a photo at 640×360, shown "
+                 f"at that size), mean over sampled sharpened frames\n\n{pd.DataFrame(calls).to_markdown(index=False)}\n")
+    print("\n" + text)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "bench_web.md").write_text(text)
 
 
 if __name__ == "__main__":

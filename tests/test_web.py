@@ -71,6 +71,19 @@ def test_served_files_and_clear_errors(site):
     assert e.value.code == 404 and "no browser model" in e.value.read().decode()
 
 
+def test_without_npm_the_page_is_told_where_the_runtime_is(tmp_path, monkeypatch):
+    """A server where `npm ci --prefix web` was not run (a hosted Space): the runtime's URLs say how to install it,
+    and runtime.json points the module at the same pinned version on a CDN."""
+    monkeypatch.setattr("kd.web.ORT_DIR", tmp_path / "not-installed")
+    with web_server() as url:
+        with urllib.request.urlopen(url + "runtime.json", timeout=10) as r:
+            info = json.loads(r.read())
+        assert not info["local"] and info["cdn"].endswith(f"onnxruntime-web@{info['version']}/dist/")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + "ort/ort.wasm.min.mjs", timeout=10)
+        assert e.value.code == 404 and "npm ci --prefix web" in e.value.read().decode()
+
+
 @pytest.fixture(scope="module")
 def playwright():
     """One Playwright for the module (a second one cannot start while another runs in the same thread)."""

@@ -29,13 +29,14 @@ def write_y4m(path: Path | str, frames: list[np.ndarray], fps: int = 15) -> Path
     return Path(path)
 
 
-def launch(playwright, camera: Path | str | None = None, threads_flags: bool = True):
+def launch(playwright, camera: Path | str | None = None, webgpu: bool = False):
     """Chromium as the tests and benchmark run it: headless, no GPU (so WASM), a fake camera playing ``camera``
-    (a y4m file) when given, autoplay allowed."""
+    (a y4m file) when given, autoplay allowed. ``webgpu``: a WebGPU adapter on the CPU (SwiftShader): far too slow to
+    time, but it runs ONNX Runtime Web's WebGPU backend for real, so its output can be checked."""
     if CHROMIUM is None:
         raise RuntimeError("Chromium is not installed (Debian: apt-get install chromium)")
-    args = ["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-            "--disable-features=WebRtcHideLocalIpsWithMdns"]
+    args = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", "--disable-features=WebRtcHideLocalIpsWithMdns"]
+    args += ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"] if webgpu else ["--disable-gpu"]
     if camera is not None:
         args += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                  f"--use-file-for-fake-video-capture={camera}"]

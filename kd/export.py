@@ -78,6 +78,48 @@ def export_onnx_web(model: torch.nn.Module, path: Path | str, opset: int = 17) -
                           output_names=["sharpened"],
                           dynamic_axes={"rgba": {0: "height", 1: "width"}, "sharpened": {0: "height", 1: "width"}},
                           opset_version=opset, dynamo=False)
+    return splits_as_slices(path)
+
+
+def splits_as_slices(path: Path) -> Path:
+    """Rewrite every Split node of an ONNX file as one Slice per output, in place.
+
+    Why: a WebGPU shader binds each input and output as a storage buffer, and GPUs allow as few as 8 per shader stage
+    (WebGPU's default limit; SwiftShader allows 10), while the FiLM's Split has 10 outputs: ONNX Runtime Web's WebGPU
+    backend refused to run it ("Too many storage buffers in shader. Current: 11, Max is 10"). The splits cut the
+    1×F stream's small vectors, so slicing them instead costs nothing.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values |= {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+               if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Split":
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if len(node.input) < 2 or node.input[1] not in values:
+            raise ValueError(f"Split {node.name} has no constant sizes: cannot rewrite it as slices")
+        sizes, axis, start = [int(v) for v in values[node.input[1]]], int(attrs.get("axis", 0)), 0
+        for i, (out, size) in enumerate(zip(node.output, sizes)):
+            names = [f"{node.name}_slice{i}_{k}" for k in ("starts", "ends", "axes")]
+            for name, v in zip(names, (start, start + size, axis)):
+                graph.initializer.append(numpy_helper.from_array(np.array([v], np.int64), name))
+            nodes.append(helper.make_node("Slice", [node.input[0], *names], [out], name=f"{node.name}_slice{i}"))
+            start += size
+    used = {name for n in nodes for name in n.input}
+    nodes = [n for n in nodes if n.op_type != "Constant" or n.output[0] in used]  # the splits' sizes
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.node[:], graph.initializer[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(kept)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
     return path
 
 

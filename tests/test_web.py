@@ -144,6 +144,27 @@ def test_browser_output_is_the_python_student(page, frame):
     assert "7 numbers" in error
 
 
+@needs_browser
+def test_webgpu_output_is_the_python_student(site, playwright):
+    """ONNX Runtime Web's WebGPU backend (on SwiftShader, Chromium's CPU WebGPU: no GPU here) gives kd.sharpen's
+    output too. (Its FiLM Split once needed 11 storage buffers in one shader, over the limit of 10: kd.export now
+    writes slices.)"""
+    frame = degrade(np.ascontiguousarray(fit(load_photo("astronaut"), (96, 96))[:70, :90]), "medium")
+    browser = launch(playwright, webgpu=True)
+    try:
+        page = open_page(browser, site + "live.html")
+        info = page.evaluate("""async () => { window.sharpkd = await import('./sharpkd.js');
+          window.sharpener = await sharpkd.Sharpener.load({ backend: 'webgpu' }); return sharpener.info; }""")
+        assert info["backend"] == "webgpu"
+        for stream in (Received(2.0, "h264", 30), None):
+            out = page.evaluate("""async ([url, vec]) => sharpkdTest.pack(await sharpener.sharpen(
+                await sharpkdTest.decode(url), vec && Float32Array.from(vec)))""",
+                                [to_page(frame), None if stream is None else stream_condition(stream).tolist()])
+            assert np.abs(from_page(out).astype(int) - kd.sharpen(frame, model="student", stream=stream)).max() <= 2
+    finally:
+        browser.close()
+
+
 @pytest.fixture(scope="module")
 def app_url():
     with running_app("--study", "", timeout=400) as url:  # a loaded 2-core machine starts the app slowly

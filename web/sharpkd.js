@@ -75,9 +75,22 @@ export class Sharpener {
     const isolated = globalThis.crossOriginIsolated === true;
     ort.env.wasm.numThreads = threads ?? (isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
     ort.env.wasm.simd = true;
-    const bytes = new Uint8Array(await (await fetch(model)).arrayBuffer());
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: webgpu ? ["webgpu", "wasm"] : ["wasm"] });
-    return new Sharpener(ort, session, { backend: webgpu ? "webgpu" : "wasm", threads: ort.env.wasm.numThreads, runtime: base, note, isolated });
+    const response = await fetch(model);
+    if (!response.ok) throw new Error(`could not fetch the model ${model}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const info = { backend: webgpu ? "webgpu" : "wasm", threads: ort.env.wasm.numThreads, runtime: base, note, isolated };
+    let sharpener = new Sharpener(ort, await ort.InferenceSession.create(bytes, { executionProviders: webgpu ? ["webgpu", "wasm"] : ["wasm"] }), info);
+    if (webgpu && backend === "auto") { // a GPU may refuse a shader (too few buffers, lost device): then WASM
+      try {
+        await sharpener.sharpen(new ImageData(32, 32));
+      } catch (e) {
+        await sharpener.session.release();
+        info.note = `WebGPU failed (${e.message || e}); running on WASM`;
+        info.backend = "wasm";
+        sharpener = new Sharpener(ort, await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] }), info);
+      }
+    }
+    return sharpener;
   }
 
   constructor(ort, session, info) {

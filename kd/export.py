@@ -54,7 +54,7 @@ class BrowserFrame(torch.nn.Module):
 
     def forward(self, rgba: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
         h, w = rgba.shape[0], rgba.shape[1]
-        x = rgba[:, :, :3].permute(2, 0, 1)[None].float() / 255
+        x = rgba.permute(2, 0, 1)[None, :3].float() / 255  # planes first: slicing them is a plain copy
         m = self.multiple
         x = torch.nn.functional.pad(x, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="reflect")
         y = self.model(x, stream=stream)[0, :, :h, :w].clamp(0, 1)

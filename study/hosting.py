@@ -58,7 +58,7 @@ def parse(url: str) -> sa.engine.URL:
     """A database URL or a bare SQLite path, as ``db.connect`` takes them; ValueError naming the bad one."""
     try:
         return sa.engine.make_url(url if "://" in url else f"sqlite:///{Path(url).resolve()}")
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # unparseable, or a port that is not a number
         raise ValueError(f"{url!r} is not a database URL (e.g. postgresql+psycopg://user:password@host/db)") from None
 
 

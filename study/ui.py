@@ -243,9 +243,9 @@ def admin_view(engine: sa.Engine, password: str, client: str = "", note: str = "
         tables = {}
     key = next((k for k in ("conditions_screened", "conditions_all") if k in tables), None)
     if key is None:  # no votes, or only practice ones
-        return " ".join([text, "No report before the first rated trial.", note]).strip(), None, [str(votes_csv)]
+        return "\n\n".join(filter(None, [f"{text} No report before the first rated trial.", note])), None, [str(votes_csv)]
     paths = write(tables, folder / "report")
-    return " ".join([text, note]).strip(), tables[key].round(3), [str(votes_csv), *map(str, paths)]
+    return "\n\n".join(filter(None, [text, note])), tables[key].round(3), [str(votes_csv), *map(str, paths)]
 
 
 def render_admin(engine: sa.Engine, note: str = "") -> None:
@@ -254,13 +254,14 @@ def render_admin(engine: sa.Engine, note: str = "") -> None:
     password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password")
     show_btn = gr.Button("Show progress and report", elem_id="admin-show")
     summary = gr.Markdown(elem_id="admin-summary")
-    table = gr.Dataframe(interactive=False)
+    table = gr.Dataframe(interactive=False, visible=False)
     files = gr.File(label="Downloads: votes.csv (every vote; python -m study import-votes reads it back) and the "
                           "report (CSV, Markdown, HTML)", file_count="multiple", elem_id="admin-files")
 
     def admin(pw: str, request: gr.Request):
         try:
-            return admin_view(engine, pw, request.client.host if request and request.client else "", note)
+            text, conditions, paths = admin_view(engine, pw, request.client.host if request and request.client else "", note)
+            return text, gr.Dataframe(conditions, visible=conditions is not None), paths
         except PermissionError as e:
             gr.Warning(str(e))
             return gr.update(), gr.update(), gr.update()

@@ -54,12 +54,13 @@ def writable_dir(path: Path) -> bool:
         return False
 
 
-def parse(url: str) -> sa.engine.URL:
-    """A database URL or a bare SQLite path, as ``db.connect`` takes them; ValueError naming the bad one."""
+def parse(url: str, source: str) -> sa.engine.URL:
+    """A database URL or a bare SQLite path, as ``db.connect`` takes them; a bad one is a ValueError naming its
+    source, not its text (which may hold a password)."""
     try:
         return sa.engine.make_url(url if "://" in url else f"sqlite:///{Path(url).resolve()}")
     except (sa.exc.ArgumentError, ValueError):  # unparseable, or a port that is not a number
-        raise ValueError(f"{url!r} is not a database URL (e.g. postgresql+psycopg://user:password@host/db)") from None
+        raise ValueError(f"{source} is not a database URL (e.g. postgresql+psycopg://user:password@host:5432/db)") from None
 
 
 def sqlite_file(url: sa.engine.URL) -> Path | None:
@@ -83,7 +84,7 @@ def plan(config_path: Path | str, db_url: str | None = None, environ=os.environ)
     has_data = on_space and data_dir.is_dir() and writable_dir(data_dir)
     url = db_url or environ.get(DB_URL_ENV) or (
         f"sqlite:///{(data_dir / (Path(config_path).stem + '.db')).resolve()}" if has_data else db.default_url(config_path))
-    parsed = parse(url)
+    parsed = parse(url, "--study-db" if db_url else DB_URL_ENV)
     file = sqlite_file(parsed)
     persistent = not on_space or parsed.get_backend_name() != "sqlite" or (
         file is not None and has_data and file.is_relative_to(data_dir.resolve()))

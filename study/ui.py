@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from study import access, db
 from study.config import StudyConfig
+from study.hosting import Hosting
 from study.schedule import Study, StudyFull, TooFast
 from study.stimuli import ANCHOR_BEST, ANCHOR_WORST
 
@@ -269,7 +270,7 @@ def render_admin(engine: sa.Engine, note: str = "") -> None:
     show_btn.click(admin, password, [summary, table, files], api_name="study_admin", api_visibility="private")
 
 
-def render_hosted(cfg: StudyConfig, engine: sa.Engine, hosting, blocks: gr.Blocks) -> None:
+def render_hosted(cfg: StudyConfig, engine: sa.Engine, hosting: Hosting, blocks: gr.Blocks) -> None:
     """The Rate tab of app.py: the rating UI, or why it collects no votes (``study.hosting.Hosting.refusal``), and
     the admin view below, which also says where the votes are kept."""
     if hosting.refusal:

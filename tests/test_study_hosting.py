@@ -5,6 +5,7 @@ The app runs as a real server in a Space-like environment (SPACE_ID set) and is 
 import os
 import secrets
 import shutil
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -48,9 +49,20 @@ def test_a_database_url_from_the_environment_wins_and_its_password_is_never_show
     url = "postgresql+psycopg://study:pa55word@db.example/votes"
     plan = hosting.plan(tmp_path / "pc.toml", environ={**SPACE, **SECRETS, "STUDY_DB_URL": url})
     assert plan.url == url and plan.persistent and "pa55word" not in plan.notice() and "db.example/votes" in plan.where
-    for bad in ("postgresql://study@db.example:port/votes", "a typo://x"):
-        with pytest.raises(ValueError, match="not a database URL"):
+    for bad in ("postgresql://study:pa55word@db.example:port/votes", "a typo://x"):
+        with pytest.raises(ValueError, match="^STUDY_DB_URL is not a database URL") as error:
             hosting.plan(tmp_path / "pc.toml", environ={"STUDY_DB_URL": bad})
+        assert "pa55word" not in str(error.value)
+
+
+def test_an_unreachable_database_is_one_clear_line_without_its_password(tmp_path):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    plan = hosting.plan(tmp_path / "pc.toml", f"postgresql+psycopg://study:pa55word@127.0.0.1:{port}/votes")
+    with pytest.raises(RuntimeError, match=f"^cannot open the database .*127.0.0.1:{port}/votes: .*refused") as error:
+        hosting.connect(plan)
+    assert "pa55word" not in str(error.value)
 
 
 def test_a_space_without_the_study_secrets_refuses_and_names_them(tmp_path):

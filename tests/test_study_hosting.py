@@ -129,8 +129,8 @@ def admin_client(url: str) -> Client:
 def admin_downloads(client: Client, password: str) -> tuple[str, dict[str, Path]]:
     """The admin view's summary and its downloads by file name, as the admin's browser fetches them."""
     summary, _, files = call(client, "study_admin", password)
-    return summary, {Path(f if isinstance(f, str) else f["path"]).name: Path(f if isinstance(f, str) else f["path"])
-                     for f in files or []}
+    paths = [Path(f if isinstance(f, str) else f["path"]) for f in files or []]
+    return summary, {p.name: p for p in paths}
 
 
 def test_votes_and_resume_codes_survive_a_restart_and_leave_with_the_admin(space_storage, tmp_path):
@@ -145,7 +145,8 @@ def test_votes_and_resume_codes_survive_a_restart_and_leave_with_the_admin(space
     first = read_votes(url)
     assert len(first) == 3 and (first.preference == "a").all()
     said = (tmp_path / "first.log").read_text()
-    assert "Votes are kept in" in said and "NOT persistent" not in said
+    assert f"Votes are kept in the {'SQLite file' if url.startswith('sqlite') else 'database'}" in said
+    assert sa.make_url(url).database in said and "NOT persistent" not in said
     assert not list(config.parent.glob("*.db*"))  # nothing beside the study's file, which a restart loses
     shutil.rmtree(config.parent / f"{config.stem}_stimuli")  # the Space's disk is reset: only the storage is kept
 

@@ -86,18 +86,23 @@ def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
 
 
 def open_study(config: str | None, db_url: str | None):
-    """The rating study for the Rate tab: its config, database and stimuli (built on first start). None if off."""
+    """The rating study for the Rate tab: its config, database (``study.hosting``: where, and whether votes persist
+    and may be collected, said at start) and stimuli (built on first start). None if off."""
     if not config:
         return None
-    from study import db
+    from study import hosting
     from study.__main__ import stimuli_dir
     from study.config import load_config
     from study.stimuli import build
 
     cfg = load_config(config)
-    engine = db.connect(db_url or db.default_url(config))
+    hosted = hosting.plan(config, db_url)
+    print(f"Rating study: {hosted.notice()}", flush=True)
+    if hosted.refusal:
+        print(f"Rating study: {hosted.refusal}", flush=True)
+    engine = hosting.connect(hosted)
     build(cfg, engine, stimuli_dir(Path(config)))
-    return cfg, engine
+    return cfg, engine, hosted
 
 
 def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
@@ -196,10 +201,9 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
             if study is None:
                 gr.Markdown("The rating study is off. Start the app with `--study study/example.toml` to rate here.")
             else:
-                from study.ui import render_rating
+                from study.ui import render_hosted
 
-                gr.Markdown("Help us measure picture quality. It takes about five minutes.")
-                render_rating(*study, app)
+                render_hosted(*study, app)
     return app
 
 
@@ -224,12 +228,16 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, default=2, help="requests processed at once (others queue)")
     ap.add_argument("--study", default=str(Path(__file__).resolve().parent / "study" / "example.toml"),
                     help="rating study shown in the Rate tab ('' to turn it off)")
-    ap.add_argument("--study-db", default=None, help="database URL for the study (default: SQLite beside its file)")
+    ap.add_argument("--study-db", default=None, help="database URL for the study (default: $STUDY_DB_URL, else on a "
+                    "Space SQLite in /data if writable, else SQLite beside the study's file)")
     ap.add_argument("--keep-files", type=int, default=3600, metavar="SECONDS",
                     help="uploads and results older than this are deleted from the server's temp folders")
     a = ap.parse_args(argv)
     warm_up()
-    study = open_study(a.study, a.study_db)
+    try:
+        study = open_study(a.study, a.study_db)
+    except (ValueError, RuntimeError) as e:  # a bad study file or database URL, an unreachable database
+        raise SystemExit(f"Rating study: {e}") from None
     app = make_app(a.max_pixels, study, a.keep_files)
     app.queue(default_concurrency_limit=a.concurrency, max_size=64)
     allowed = []

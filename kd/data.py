@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kd.degrade import (PRESETS, Degradation, degrade, display, random_degradation, stream_condition, transmit,
-                        video_codecs_available)
+from kd.degrade import (PRESETS, Degradation, Received, degrade, display, random_degradation, stream_condition,
+                        transmit, video_codecs_available)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -290,7 +290,7 @@ class TrainingSet:
     images: list[np.ndarray]
     weights: np.ndarray  # draw probability per image
     codec_pairs: list[tuple[int, np.ndarray, Degradation]]  # (index into images, decoded small frame, its stream)
-    val: dict[str, tuple[np.ndarray, np.ndarray]]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8
+    val: dict[str, tuple]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8; call sets add each pair's stream (Nx7)
 
 
 def validation_pairs(images: list[np.ndarray], presets=tuple(PRESETS), n: int = 32, size: int = 128,
@@ -446,7 +446,8 @@ class PatchDataset(torch.utils.data.IterableDataset):
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
                  degradation: Degradation | None = None, weights: np.ndarray | None = None,
                  codec_pairs: list[tuple[int, np.ndarray, Degradation]] = (), codec_share: float = 0.3, zoom: float = 1.0,
-                 blind_share: float = 0.2, scale_only_share: float = 0.2, ladder_share: float = 0.0):
+                 blind_share: float = 0.2, scale_only_share: float = 0.2, ladder_share: float = 0.0,
+                 call_pairs: list[tuple[np.ndarray, np.ndarray, Received]] = (), call_share: float = 0.0):
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
         if not keep:
             raise ValueError(f"no training image is at least {patch}px on its short side")
@@ -458,6 +459,8 @@ class PatchDataset(torch.utils.data.IterableDataset):
         self.blind_share = blind_share  # pairs whose stream is not told (a stream-aware net must also work blind)
         self.scale_only_share = scale_only_share  # of the told ones, told the scale but not the codec (calls)
         self.ladder_share = ladder_share  # of the scaled ones, scaled by a step of a call's ladder (random_degradation)
+        self.call_pairs = [p for p in call_pairs if min(p[1].shape[:2]) >= patch]  # (kd.calldata): call video
+        self.call_share = call_share if self.call_pairs else 0.0
         w = np.ones(len(self.images)) if weights is None else np.asarray(weights, float)[keep]
         self.weights = w / w.sum()
 
@@ -465,6 +468,11 @@ class PatchDataset(torch.utils.data.IterableDataset):
         """One (degraded, clean) uint8 patch pair and its ``stream_condition`` (zeros where it is not told)."""
         told = rng.random() >= self.blind_share
         scale_only = rng.random() < self.scale_only_share
+        if self.degradation is None and self.call_share and rng.random() < self.call_share:
+            degraded, clean, got = self.call_pairs[rng.integers(len(self.call_pairs))]
+            degraded, clean = augment(list(paired_random_crop(degraded, clean, self.patch, rng)), rng)
+            known = got if not scale_only else Received(scale=got.scale, codec=got.codec)  # a receiver blind to QP
+            return degraded, clean, stream_condition(known if told else None)
         if self.degradation is None and self.codec_pairs and rng.random() < self.codec_share:
             i, small, d = self.codec_pairs[rng.integers(len(self.codec_pairs))]
             clean = self.images[i]

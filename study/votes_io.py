@@ -175,6 +175,13 @@ def import_votes(engine: sa.Engine, path: Path | str, conditions: set[str] | Non
     return stored
 
 
+def write_votes(engine: sa.Engine, out) -> int:
+    """Write the export as CSV to a path or an open text file (what ``import_votes`` reads back); returns the count."""
+    df = export_votes(engine)
+    df.to_csv(out, index=False)
+    return len(df)
+
+
 def export_votes(engine: sa.Engine) -> pd.DataFrame:
     with engine.connect() as conn:
         df = pd.read_sql(sa.select(*[db.votes.c[c] for c in EXPORT]).order_by(db.votes.c.rater, db.votes.c.trial), conn)

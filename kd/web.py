@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# the repository's web/; a wheel installed elsewhere (pip install .) finds it through SHARPKD_WEB, as weights/ through
+# SHARPKD_WEIGHTS
+WEB_DIR = Path(os.environ.get("SHARPKD_WEB", Path(__file__).resolve().parent.parent / "web"))
 ORT_DIR = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 BROWSER_MODELS = ("student",)  # the teacher is hundreds of times too slow for a browser
 ISOLATION = [(b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-embedder-policy", b"require-corp"),

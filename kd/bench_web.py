@@ -60,6 +60,57 @@ def speed_rows(url: str, sizes: list[int], threads: list[int], repeats: int) -> 
     return rows
 
 
+# Lighter students one might distil to reach 15 fps at 360p, timed untrained (speed does not depend on the weights):
+# the shipped design, then narrower or shallower trunks, all stream-aware with 16 experts on every conv as shipped.
+SHIPPED = dict(arch="student", width=16, convs=4, unshuffle=2, tail_kernel=3, context=32, context_pool=8, stream=True,
+               experts=16, expert_scope="all")
+CANDIDATES = {"shipped design": {}, "width 12": {"width": 12}, "3 convs": {"convs": 3}, "2 convs": {"convs": 2},
+              "width 8": {"width": 8}}
+TIME_MODEL = """async ([b64, url, vec, repeats]) => { const m = await import('./sharpkd.js');
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const model = URL.createObjectURL(new Blob([bytes]));
+  const sharpener = await m.Sharpener.load({ backend: 'wasm', threads: 1, model });
+  const img = await sharpkdTest.decode(url); const v = Float32Array.from(vec);
+  for (let i = 0; i < 3; i++) await sharpener.sharpen(img, v);
+  const ms = []; for (let i = 0; i < repeats; i++) { const t = performance.now(); await sharpener.sharpen(img, v);
+    ms.push(performance.now() - t); }
+  return ms; }"""
+
+
+def candidate_rows(url: str, repeats: int) -> list[dict]:
+    """ms per 360p frame on one WASM thread of each of ``CANDIDATES``, beside its GFLOP per 720p frame."""
+    import base64
+
+    import torch
+    from playwright.sync_api import sync_playwright
+
+    from kd.export import export_onnx_web
+    from kd.models import build, count_params
+    from kd.runtime import gflops_720p
+
+    frame = degrade(fit(load_photo("astronaut"), SIZES[360]), "medium")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        browser = launch(p)
+        for name, change in CANDIDATES.items():
+            torch.manual_seed(0)
+            net = build(SHIPPED | change).eval()
+            torch.nn.init.normal_(net.tail.weight, std=0.01)
+            plain = net.for_stream(stream_condition("medium"))
+            onnx = export_onnx_web(net, Path(tmp) / f"{name}.onnx")
+            page = open_page(browser, url + "live.html")
+            ms = page.evaluate(TIME_MODEL, [base64.b64encode(onnx.read_bytes()).decode(), to_page(frame),
+                                            stream_condition("medium").tolist(), repeats])
+            page.close()
+            med = float(np.median(ms))
+            rows.append({"student": name, "parameters (folded)": count_params(plain),
+                         "GFLOP per 720p frame": round(gflops_720p(plain), 2), "ms per 360p frame": round(med, 1),
+                         "fps": round(1000 / med, 1), "ms min": round(min(ms), 1)})
+            print(rows[-1], flush=True)
+        browser.close()
+    return rows
+
+
 def call_row(url: str, seconds: float, kbps: int, codec: str, samples: int = 8) -> dict:
     """The Live page with a fake camera playing a slow pan over a photo: ΔPSNR of the frames it sharpened against
     the camera's own picture. Which camera frame a received one shows is found by matching (the clip loops)."""
@@ -103,11 +154,14 @@ def main(argv=None):
     ap.add_argument("--call-seconds", type=float, default=15, help="0: skip the in-page call")
     ap.add_argument("--kbps", type=int, default=150, help="the in-page call's bandwidth cap")
     ap.add_argument("--codecs", nargs="+", default=["h264", "vp8"], choices=["vp8", "h264"])
+    ap.add_argument("--candidates", action="store_true",
+                    help="also time untrained lighter students (CANDIDATES) at 360p on one thread")
     ap.add_argument("--out", type=Path, default=None, help="also write the tables to OUT/bench_web.md")
     a = ap.parse_args(argv)
     with web_server() as url:
         rows = speed_rows(url, a.sizes, a.threads, a.repeats)
         calls = [call_row(url, a.call_seconds, a.kbps, c) for c in a.codecs] if a.call_seconds > 0 else []
+        lighter = candidate_rows(url, a.repeats) if a.candidates else []
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
     text = (f"Headless Chromium, ONNX Runtime Web {ort_version()} WASM (SIMD), {cpu_name()}, {os.cpu_count()} CPUs, "
@@ -116,6 +170,9 @@ def main(argv=None):
     if calls:
         text += ("\nIn-page call (web/live.html calling itself; fake camera: a slow pan over a photo at 640×360, shown "
                  f"at that size), mean over sampled sharpened frames\n\n{pd.DataFrame(calls).to_markdown(index=False)}\n")
+    if lighter:
+        text += ("\nLighter students (untrained, the shipped design's stream-awareness), 640×360 on one WASM thread\n\n"
+                 f"{pd.DataFrame(lighter).to_markdown(index=False)}\n")
     print("\n" + text)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)

@@ -84,16 +84,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class CrossOrigin:
+    """ASGI wrapper: responses any origin may load (CORS and CORP headers, as a CDN such as jsDelivr sends)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def send_open(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"access-control-allow-origin", b"*"),
+                                      (b"cross-origin-resource-policy", b"cross-origin")]
+            await send(message)
+
+        await self.app(scope, receive, send_open if scope["type"] == "http" else send)
+
+
 @contextlib.contextmanager
-def web_server():
-    """``kd.web``'s routes alone (no Gradio), in this process: yields the base URL (``…/web/``)."""
+def web_server(routes=None):
+    """``kd.web``'s routes alone (no Gradio), or the given Starlette ``routes``, served from a thread of this
+    process on a free port: yields the base URL (``…/web/`` for kd.web's)."""
     import uvicorn
     from starlette.applications import Starlette
 
-    from kd.web import routes
+    from kd import web
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=routes()), host="127.0.0.1", port=port, log_level="warning"))
+    app = Starlette(routes=web.routes() if routes is None else routes)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -102,7 +120,7 @@ def web_server():
             raise RuntimeError("kd.web did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}/web/"
+        yield f"http://127.0.0.1:{port}/" + ("web/" if routes is None else "")
     finally:
         server.should_exit = True
         thread.join(10)

@@ -24,6 +24,8 @@ from pathlib import Path
 WEB_DIR = Path(os.environ.get("SHARPKD_WEB", Path(__file__).resolve().parent.parent / "web"))
 ORT_DIR = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 BROWSER_MODELS = ("student",)  # the teacher is hundreds of times too slow for a browser
+# where a server without `npm ci` sends pages for the runtime: {version} is the pinned one (a mirror may be set)
+ORT_CDN = os.environ.get("SHARPKD_ORT_CDN", "https://cdn.jsdelivr.net/npm/onnxruntime-web@{version}/dist/")
 ISOLATION = [(b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-embedder-policy", b"require-corp"),
              (b"cross-origin-resource-policy", b"same-origin")]
 
@@ -36,7 +38,7 @@ def ort_version() -> str:
 def runtime_info() -> dict:
     version = ort_version()
     return {"local": (ORT_DIR / "ort.wasm.min.mjs").exists(), "version": version, "path": "ort/",
-            "cdn": f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{version}/dist/",
+            "cdn": ORT_CDN.format(version=version),
             "install": "npm ci --prefix web"}
 
 

@@ -166,6 +166,31 @@ def test_webgpu_output_is_the_python_student(site, playwright):
         browser.close()
 
 
+@needs_browser
+def test_without_npm_the_page_runs_the_pinned_runtime_from_a_cdn(tmp_path, monkeypatch, playwright):
+    """A hosted Space, where `npm ci` is not run: the page loads the runtime from another origin (here a local
+    server sending the CORS/CORP headers jsDelivr sends, standing in for it offline), threads and all, and says so."""
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from kd.browser import CrossOrigin
+
+    with web_server([Mount("/npm", app=CrossOrigin(StaticFiles(directory=ORT_DIR)))]) as cdn:
+        monkeypatch.setattr("kd.web.ORT_DIR", tmp_path / "not-installed")
+        monkeypatch.setattr("kd.web.ORT_CDN", cdn + "npm/")
+        with web_server() as url:
+            browser = launch(playwright)
+            try:
+                page = open_page(browser, url + "live.html")
+                info, width = page.evaluate("""async () => { const m = await import('./sharpkd.js');
+                  const s = await m.Sharpener.load({ threads: 2 });
+                  return [s.info, (await s.sharpen(new ImageData(48, 32))).width]; }""")
+            finally:
+                browser.close()
+    assert info["runtime"] == cdn + "npm/" and "not installed on this server" in info["note"]
+    assert info["threads"] == 2 and info["isolated"] and width == 48
+
+
 @pytest.fixture(scope="module")
 def app_url():
     with running_app("--study", "", timeout=400) as url:  # a loaded 2-core machine starts the app slowly

@@ -317,12 +317,15 @@ def run_call(frames: list[np.ndarray], fps: float = 30.0, schedule: list[Phase] 
 
 
 def per_frame(log: CallLog, frames: list[np.ndarray], ssim_every: int = 1) -> "pd.DataFrame":  # noqa: F821
-    """One row per sent frame: phase, bytes, whether it arrived / was sharpened, PSNR/SSIM of both, latencies."""
+    """One row per sent frame: phase, bytes, QP, whether it arrived / was sharpened, PSNR/SSIM of both, latencies, and
+    where the frame before it was shown too, the flicker of both (``kd.temporal``: how the error changes between
+    frames once the clean clip's motion is followed)."""
     import pandas as pd
 
     from kd.metrics import psnr, ssim
+    from kd.temporal import motion, warp_error
 
-    rows = []
+    rows, last = [], None  # (index, received, sharpened) of the last frame shown
     for i in tqdm(range(len(frames)), desc="metrics", unit="frame", leave=False):
         row = {"frame": i, "phase": log.phase.get(i), "bytes": log.bytes.get(i, 0),
                "sent_w": (log.sent_size.get(i) or (None, None))[0], "qp": log.qp.get(i), "received": i in log.received,
@@ -338,6 +341,11 @@ def per_frame(log: CallLog, frames: list[np.ndarray], ssim_every: int = 1) -> "p
             row.update(added_ms=added * 1000, model_ms=work * 1000, psnr_sharpened=min(psnr(out, frames[i]), 99.0))
             if i % ssim_every == 0:
                 row["ssim_sharpened"] = ssim(out, frames[i])
+            if last is not None and last[0] == i - 1 and i % ssim_every == 0:
+                flows = motion(frames[i - 1: i + 1])
+                for k, name in enumerate(("flicker_received", "flicker_sharpened"), start=1):
+                    row[name] = warp_error([last[k], (plain, out)[k - 1]], flows, reference=frames[i - 1: i + 1])
+            last = (i, plain, out)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -366,6 +374,8 @@ def summary(df, log: CallLog) -> "pd.DataFrame":  # noqa: F821
             "SSIM received": both.get("ssim_received", pd.Series(dtype=float)).mean(),
             "ΔSSIM": (both.get("ssim_sharpened", pd.Series(dtype=float))
                       - both.get("ssim_received", pd.Series(dtype=float))).mean(),
+            "flicker ×input": (both.get("flicker_sharpened", pd.Series(dtype=float)).mean()
+                               / both.get("flicker_received", pd.Series(dtype=float)).mean()),
             "added ms median": both.added_ms.median(), "added ms p95": both.added_ms.quantile(0.95),
             "model ms median": both.model_ms.median(),
             "transport ms median": g.transport_ms.median() if "transport_ms" in g else math.nan,

@@ -68,6 +68,7 @@ def test_cli_writes_table_plot_and_side_by_side_video(tmp_path, net_path):
           "--out", str(tmp_path / "call"), "--video", str(tmp_path / "call.mp4")])
     table = (tmp_path / "call.md").read_text()
     assert "| 300" in table and "| 60" in table and "ΔPSNR" in table and "added ms p95" in table
+    assert "flicker ×input" in table and "QP median" in table
     assert (tmp_path / "call.png").stat().st_size > 1000
     with av.open(str(tmp_path / "call.mp4")) as v:
         s = v.streams.video[0]

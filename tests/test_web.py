@@ -146,6 +146,31 @@ def test_browser_output_is_the_python_student(page, frame):
 
 
 @needs_browser
+def test_attach_draws_a_track_sharpened_into_a_canvas(page, frame):
+    """attach() takes a video MediaStreamTrack too (here a canvas's captured stream, no call): it draws each frame
+    sharpened, told the scale from the decoded and canvas sizes (the same here: ÷1), and refuses what it cannot use."""
+    h, w = frame.shape[:2]
+    last = page.evaluate("""async ([url, w, h]) => { const img = await sharpkdTest.decode(url);
+        const source = document.createElement('canvas'); source.width = w; source.height = h;
+        const paint = setInterval(() => source.getContext('2d').putImageData(img, 0, 0), 50);
+        const track = source.captureStream(20).getVideoTracks()[0];
+        const out = document.createElement('canvas'); out.width = w; out.height = h;
+        const live = sharpener.attach(track, out);
+        while (live.frames < 2) await new Promise((r) => setTimeout(r, 100));
+        live.stop(); clearInterval(paint); track.stop();
+        const errors = [];
+        for (const bad of [[document.body, out], [out, out], [track, document.body]]) {
+          try { sharpener.attach(...bad); } catch (e) { errors.push(e.name); } }
+        return { input: sharpkdTest.pack(live.last.input), output: sharpkdTest.pack(live.last.output),
+                 drawn: sharpkdTest.pack(out.getContext('2d').getImageData(0, 0, w, h)), received: live.last.received,
+                 errors }; }""", [to_page(frame), w, h])
+    assert last["received"] == {"scale": 1, "codec": None, "qp": None} and last["errors"] == ["TypeError"] * 3
+    shown, out = from_page(last["input"]), from_page(last["output"])
+    assert np.array_equal(from_page(last["drawn"]), out)  # the canvas shows the sharpened frame
+    assert np.abs(out.astype(int) - kd.sharpen(shown, model="student", stream=Received(1.0))).max() <= 2
+
+
+@needs_browser
 def test_webgpu_output_is_the_python_student(site, playwright):
     """ONNX Runtime Web's WebGPU backend (on SwiftShader, Chromium's CPU WebGPU: no GPU here) gives kd.sharpen's
     output too. (Its FiLM Split once needed 11 storage buffers in one shader, over the limit of 10: kd.export now

@@ -117,15 +117,27 @@ export class Sharpener {
   }
 
   /**
-   * Sharpen a playing <video> into a canvas, frame by frame (requestVideoFrameCallback; a frame that arrives while
+   * Sharpen a playing <video> (or a remote video MediaStreamTrack) into a canvas, frame by frame (requestVideoFrameCallback; a frame that arrives while
    * the last one is still being sharpened is skipped, so the picture never lags). The canvas keeps its size: the
    * decoded frame is scaled to it first, as a receiver scales it to its window, and that ratio is the stream's scale.
    * receiver: the RTCRtpReceiver of the video, to be told its codec and quantiser from getStats() (optional).
    * Returns a LiveSharpening; its onstats gets { fps, ms, frames, decoded, displayed, codec, qp, stream } each second.
    */
   attach(video, canvas, { receiver = null, wipe = null } = {}) {
+    if (typeof MediaStreamTrack !== "undefined" && video instanceof MediaStreamTrack) video = playing(video);
+    if (!(video instanceof HTMLVideoElement)) throw new TypeError("attach() takes a <video> or a video MediaStreamTrack");
+    if (!(canvas instanceof HTMLCanvasElement)) throw new TypeError("attach() draws into a <canvas>");
     return new LiveSharpening(this, video, canvas, receiver, wipe);
   }
+}
+
+/** A hidden, muted <video> playing a track (a remote track given to attach() instead of its element). */
+function playing(track) {
+  if (track.kind !== "video") throw new TypeError(`attach() needs a video track, got ${track.kind}`);
+  const video = document.createElement("video");
+  Object.assign(video, { muted: true, playsInline: true, autoplay: true, srcObject: new MediaStream([track]) });
+  video.play().catch(() => {});
+  return video;
 }
 
 /** What getStats() tells a receiver about its video, measured over the interval since the previous call. */

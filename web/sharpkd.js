@@ -240,7 +240,7 @@ export class LiveSharpening {
       const input = this.workCtx.getImageData(0, 0, w, h);
       const received = this.received();
       const stream = streamVector(received);
-      const output = await this.sharpener.sharpen(input, stream);
+      const output = this.wipe != null && this.wipe >= 1 ? input : await this.sharpener.sharpen(input, stream); // all received: no net
       if (!this.running) return;
       this.ctx.putImageData(output, 0, 0);
       if (this.wipe != null) {

@@ -57,8 +57,9 @@ DEFAULT_METHODS = {
     "student + context, 4 experts (earlier), told": str(WEIGHTS_DIR / "ablation" / "student_x2_context.pt") + "+stream",
     "student + context, 16 experts, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x2_experts16.pt") + "+stream",
     "student, call ladder, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x2_ladder.pt") + "+stream",
-    "student, experts on every conv, told (previous shipped)":
+    "student, experts on every conv, told (earlier)":
         str(WEIGHTS_DIR / "ablation" / "student_x2_all_experts.pt") + "+stream",
+    "student, stills only, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_stills.pt") + "+stream",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",

@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from kd.callcodec import RTP_CLOCK, SCALES, CALL_CODECS, Decoder, Encoder, check_codec, received, sender_scale, sent_size
+from kd.callcodec import (CALL_CODECS, RTP_CLOCK, SCALES, Decoder, Encoder, check_codec, received, sender_scale,
+                          sent_size, told_step)
 from kd.runtime import BACKENDS
 from kd.temporal import fit, load_photo, pan_clip, parse_size, read_clip, weights_note
 
@@ -44,7 +45,6 @@ WHEN = ("always", "scaled")
 # What the receiver tells a stream-aware net: each frame's scale, codec and quantiser (smoothed over ~5 frames, as a
 # browser's qpSum / framesDecoded over its stats interval), the scale alone, or nothing (blind).
 TELL = ("qp", "scale", "nothing")
-QP_STEP = {"h264": 3, "vp8": 8}  # the quantiser is told in these steps, so a call folds and compiles a few nets only
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class Sharpener(threading.Thread):
     """Scales decoded frames to the display size and sharpens them, always taking the newest frame (never queueing).
 
     A stream-aware net is told what the receiver knows (``tell``): each frame's scale, codec and quantiser by default.
-    The quantiser is smoothed and told in steps (``QP_STEP``); a stream not seen yet is folded and compiled in the
+    The quantiser is smoothed and told in steps (``kd.callcodec.QP_STEP``); a stream not seen yet is folded and compiled in the
     background while frames use the nearest one that is ready, so a change of quantiser never stalls the picture.
     """
 
@@ -188,8 +188,7 @@ class Sharpener(threading.Thread):
         if self.tell != "qp" or qp is None:
             return want
         self.qp_avg = qp if self.qp_avg is None else 0.8 * self.qp_avg + 0.2 * qp
-        step = QP_STEP[self.codec]
-        want = received(self.codec, scale, round(self.qp_avg / step) * step)
+        want = received(self.codec, scale, told_step(self.codec, self.qp_avg))
         if want in self.ready:
             return want
         if want not in self.building:

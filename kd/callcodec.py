@@ -211,6 +211,14 @@ def vp8_q_index(data: bytes) -> float | None:
     return float(d.literal(7))
 
 
+QP_STEP = {"h264": 3, "vp8": 8}  # quantisers are told in these steps: a stream folds and compiles a few nets, not one per QP
+
+
+def told_step(codec: str, qp: float | None) -> float | None:
+    """A quantiser rounded to its codec's ``QP_STEP``, as receivers tell it."""
+    return None if qp is None else round(qp / QP_STEP[codec]) * QP_STEP[codec]
+
+
 def received(codec: str, scale: float, qp: float | None) -> Received:
     """What the receiver knows of a decoded frame, clipped into the codec's quantiser range."""
     return Received(scale=min(max(scale, 1.0), 8.0), codec=codec, qp=None if qp is None else

@@ -9,8 +9,8 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from kd.degrade import PRESETS, Degradation, degrade  # noqa: E402
+from kd.degrade import PRESETS, Degradation, Received, degrade  # noqa: E402
 from kd.registry import load  # noqa: E402
 from kd.sharpen import sharpen  # noqa: E402
 
-__all__ = ["sharpen", "load", "degrade", "Degradation", "PRESETS"]
+__all__ = ["sharpen", "load", "degrade", "Degradation", "Received", "PRESETS"]

@@ -84,20 +84,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class CrossOrigin:
-    """ASGI wrapper: responses any origin may load (CORS and CORP headers, as a CDN such as jsDelivr sends)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        async def send_open(message):
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"access-control-allow-origin", b"*"),
-                                      (b"cross-origin-resource-policy", b"cross-origin")]
-            await send(message)
-
-        await self.app(scope, receive, send_open if scope["type"] == "http" else send)
+# What a CDN such as jsDelivr sends: responses any origin may load (for ``kd.web.WithHeaders``).
+CDN_HEADERS = [(b"access-control-allow-origin", b"*"), (b"cross-origin-resource-policy", b"cross-origin")]
 
 
 @contextlib.contextmanager

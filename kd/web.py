@@ -51,20 +51,24 @@ def browser_model(name: str) -> Path:
     return exported(name, "onnx-web")
 
 
-class Isolated:
-    """ASGI wrapper adding the cross-origin isolation headers to every response of the app it wraps."""
+class WithHeaders:
+    """ASGI wrapper that sets ``headers`` (name, value byte pairs) on every HTTP response of the app it wraps,
+    replacing any the app set itself: the cross-origin isolation a page needs for WASM threads (``ISOLATION``), or
+    the open CORS headers a CDN sends (the tests' stand-in for jsDelivr)."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, headers: list[tuple[bytes, bytes]]):
+        self.app, self.headers = app, headers
 
     async def __call__(self, scope, receive, send):
-        async def send_isolated(message):
+        names = {k for k, _ in self.headers}
+
+        async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                names = {k for k, _ in ISOLATION}
-                message["headers"] = [h for h in message.get("headers", []) if h[0].lower() not in names] + ISOLATION
+                kept = [h for h in message.get("headers", []) if h[0].lower() not in names]
+                message["headers"] = kept + self.headers
             await send(message)
 
-        await self.app(scope, receive, send_isolated if scope["type"] == "http" else send)
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
 def routes() -> list:
@@ -94,7 +98,7 @@ def routes() -> list:
     site = Starlette(routes=[Route("/model/{name}.onnx", model), Route("/runtime.json", runtime),
                              Route("/ort/{path:path}", ort),
                              Mount("/", app=StaticFiles(directory=WEB_DIR, html=True))])
-    return [Mount("/web", app=Isolated(site), name="web")]
+    return [Mount("/web", app=WithHeaders(site, ISOLATION), name="web")]
 
 
 def app_kwargs() -> dict:

@@ -198,9 +198,10 @@ def test_without_npm_the_page_runs_the_pinned_runtime_from_a_cdn(tmp_path, monke
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    from kd.browser import CrossOrigin
+    from kd.browser import CDN_HEADERS
+    from kd.web import WithHeaders
 
-    with web_server([Mount("/npm", app=CrossOrigin(StaticFiles(directory=ORT_DIR)))]) as cdn:
+    with web_server([Mount("/npm", app=WithHeaders(StaticFiles(directory=ORT_DIR), CDN_HEADERS))]) as cdn:
         monkeypatch.setattr("kd.web.ORT_DIR", tmp_path / "not-installed")
         monkeypatch.setattr("kd.web.ORT_CDN", cdn + "npm/")
         with web_server() as url:

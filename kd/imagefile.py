@@ -1,6 +1,6 @@
 """Reading and writing image files at full depth, with the size checked before any pixel is decoded.
 
-Shared by the app's uploads and the ``python -m kd.sharpen`` command line: 16-bit PNG/TIFF stay 16-bit, alpha
+Shared by the app's uploads, ``kd.sharpen`` (PIL images as arrays) and its command line: 16-bit PNG/TIFF stay 16-bit, alpha
 is kept, and a decompression bomb is refused from its header instead of filling memory.
 """
 from __future__ import annotations
@@ -12,10 +12,22 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kd.sharpen import as_array
-
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 FULL_DEPTH = (".png", ".tif", ".tiff")  # formats that can hold 16 bits per channel: OpenCV decodes those unchanged
+
+
+def as_array(image) -> tuple[np.ndarray, str | None]:
+    """(array, PIL mode or None). Raises ValueError for anything that is not an image."""
+    if isinstance(image, Image.Image):
+        mode = image.mode
+        if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), mode
+        return np.asarray(image), mode
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an image (numpy array or PIL.Image), got {type(image).__name__}")
+    return image, None
 
 
 def fit_to_limit(img: np.ndarray, max_pixels: int) -> tuple[np.ndarray, str]:

@@ -1,0 +1,70 @@
+"""How the packages import each other: no cycles, and the light parts stay light (no torch where none is needed)."""
+import ast
+from pathlib import Path
+
+from app_server import ROOT
+
+PACKAGES = ("kd", "study")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(tree: ast.AST, modules: set[str]) -> set[str]:
+    """Our modules a module's code imports, at the top or inside functions (a lazy import still makes a circle)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from kd import imagefile` imports the submodule kd.imagefile; `from kd.data import x` imports kd.data
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names]
+        else:
+            continue
+        out.update(n for n in names if n in modules)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).glob("*.py"))}
+    return {m: imported(ast.parse(p.read_text(), str(p)), set(files)) - {m} for m, p in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as [a, b, ..., a], or None (depth-first search, white/grey/black)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_the_finder_sees_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_the_graph_sees_lazy_and_from_package_imports():
+    graph = import_graph()
+    assert "kd.runtime" in graph["kd.sharpen"]  # imported inside sharpen()
+    assert "kd.checkpoint" in graph["kd.registry"]  # `from kd import checkpoint`
+
+
+def test_no_import_cycles_in_kd_and_study():
+    assert find_cycle(import_graph()) is None

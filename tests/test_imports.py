@@ -1,5 +1,7 @@
 """How the packages import each other: no cycles, and the light parts stay light (no torch where none is needed)."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from app_server import ROOT
@@ -68,3 +70,36 @@ def test_the_graph_sees_lazy_and_from_package_imports():
 
 def test_no_import_cycles_in_kd_and_study():
     assert find_cycle(import_graph()) is None
+
+
+def fresh_modules(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_degrading_needs_no_torch():
+    loaded = fresh_modules("import kd.degrade")
+    assert "kd.degrade" in loaded and "torch" not in loaded
+
+
+def test_the_package_api_still_works_after_its_modules_are_imported(odd_photo, net_path):
+    """``kd.sharpen`` and ``kd.degrade`` name both a module and a function: the function wins, as the README shows."""
+    import kd
+    import kd.degrade  # noqa: F401 - binds the submodule on the package, which must not hide the function
+    import kd.sharpen  # noqa: F401
+    from kd.degrade import degrade
+    from kd.registry import load
+    from kd.sharpen import sharpen
+
+    assert kd.sharpen is sharpen and kd.degrade is degrade and kd.load is load
+    assert kd.sharpen(odd_photo, model=net_path, backend="torch").shape == odd_photo.shape
+    assert kd.PRESETS["medium"] == kd.Degradation(**vars(kd.PRESETS["medium"]))
+
+
+def test_sharpen_command_warns_of_nothing():
+    """``python -m kd.sharpen`` ran a module that the package had already imported: Python warned on every run."""
+    done = subprocess.run([sys.executable, "-m", "kd.sharpen", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "--input" in done.stdout
+    assert "Warning" not in done.stderr, done.stderr

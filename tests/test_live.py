@@ -14,7 +14,7 @@ from app_server import running_app
 from kd.degrade import degrade
 from kd.live import Session, compose, scale_to
 from kd.sharpen import sharpen
-from kd.temporal import fit
+from kd.clips import fit
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CAM = (640, 360)

@@ -3,7 +3,8 @@ import av
 import numpy as np
 import pytest
 
-from kd.temporal import CALL_PRESET, clip_rows, main, motion, pan_clip, read_clip, warp_error
+from kd.clips import pan_clip, read_clip
+from kd.temporal import CALL_PRESET, clip_rows, main, motion, warp_error
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,7 @@ def load_config(path: Path | str) -> StudyConfig:
         if preset not in PRESETS:
             fail(f"condition {name!r}: unknown preset {preset!r} (choose from {sorted(PRESETS)})", "preset", "conditions", i)
         if kind == "model":
-            from kd.runtime import weights_path
+            from kd.registry import weights_path
 
             try:
                 if not weights_path(model).exists():

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from kd.data import read_image, write_image
 from kd.degrade import degrade
 from kd.metrics import all_metrics
-from kd.runtime import weights_digest
+from kd.registry import weights_digest
 from kd.sharpen import sharpen
 from study import db
 from study.config import SKIMAGE_PREFIX, Condition, StudyConfig

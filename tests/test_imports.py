@@ -103,3 +103,28 @@ def test_sharpen_command_warns_of_nothing():
     done = subprocess.run([sys.executable, "-m", "kd.sharpen", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and "--input" in done.stdout
     assert "Warning" not in done.stderr, done.stderr
+
+
+def top_level_names(tree: ast.Module) -> set[str]:
+    """What a module defines itself (functions, classes, assigned names), not what it imports."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def test_every_name_is_imported_from_its_home():
+    """One home per piece of code: a name is imported from the module that defines it, never from one that borrows
+    it (``kd.temporal`` used to lend its clip readers to ``kd.call``; a lender cannot change without breaking others)."""
+    ours = {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).glob("*.py")) if p.stem != "__init__"}
+    defined = {m: top_level_names(ast.parse(p.read_text())) for m, p in ours.items()}
+    importers = [*ours.values(), ROOT / "app.py", *sorted((ROOT / "tests").glob("*.py"))]
+    borrowed = [f"{p.relative_to(ROOT)}: {a.name} from {node.module}"
+                for p in importers for node in ast.walk(ast.parse(p.read_text()))
+                if isinstance(node, ast.ImportFrom) and node.module in defined
+                for a in node.names if a.name not in defined[node.module] and f"{node.module}.{a.name}" not in ours]
+    assert borrowed == []

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.callcodec import CALL_CODECS, SCALES, Decoder, Encoder, received, sender_scale, sent_size
-from kd.data import FACE_PREFIX, _blobs, _stored_jpeg, _unblob, decode_image, list_images, read_image
+from kd.data import FACE_PREFIX, _blobs, _stored_jpeg, _unblob
+from kd.imagefile import decode_image, list_images, read_image
 from kd.degrade import Received, display
 from kd.clips import pan_clip, read_clip
 

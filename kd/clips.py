@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kd.imagefile import read_image, resize, skimage_photo
+
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -31,7 +33,7 @@ def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     s = max(w / fw, h / fh)
     nw, nh = max(w, round(fw * s)), max(h, round(fh * s))
     if (nw, nh) != (fw, fh):
-        frame = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        frame = resize(frame, (nw, nh))
     y, x = (nh - h) // 2, (nw - w) // 2
     return np.ascontiguousarray(frame[y:y + h, x:x + w])
 
@@ -73,13 +75,11 @@ def read_clip(path: str | Path, size: tuple[int, int] | None = None, max_frames:
 def load_photo(name: str) -> np.ndarray:
     """A scikit-image photo by name (astronaut, coffee...) or an image file, as RGB uint8."""
     if name in SKIMAGE_PHOTOS:
-        from skimage import data
-
-        return getattr(data, name)()
-    img = cv2.imread(str(name), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{name} is neither a scikit-image photo {SKIMAGE_PHOTOS} nor a readable image file")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return skimage_photo(name)
+    try:
+        return read_image(name)
+    except (ValueError, OSError):
+        raise ValueError(f"{name} is neither a scikit-image photo {SKIMAGE_PHOTOS} nor a readable image file") from None
 
 
 def pan_clip(photo: np.ndarray, size: tuple[int, int] = (320, 180), frames: int = 48, speed: float = 1.3,
@@ -93,7 +93,7 @@ def pan_clip(photo: np.ndarray, size: tuple[int, int] = (320, 180), frames: int 
     ph, pw = photo.shape[:2]
     margin = speed * frames + 8
     s = max((w + margin) / pw, (h + margin * h / w) / ph) * 1.05
-    base = cv2.resize(photo, (round(pw * s), round(ph * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    base = resize(photo, (round(pw * s), round(ph * s)))
     bh, bw = base.shape[:2]
     out = []
     for t in range(frames):

@@ -31,9 +31,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from kd import peer
-from kd.data import list_images, load_images, read_image, write_image
+from kd.data import load_images
 from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
 from kd.export import VERSION as EXPORT_VERSION
+from kd.imagefile import list_images, read_image, write
 from kd.metrics import all_metrics
 from kd.models import count_params, gflops
 from kd.registry import WEIGHTS_DIR, plain
@@ -96,7 +97,7 @@ def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.n
             small = read_image(cached)
         else:
             small = transmit(clean, PRESETS[preset])
-            write_image(cached, small)
+            write(cached, small)
         pairs.append((p.stem, small, display(small, clean.shape[:2]), clean))
     return pairs
 

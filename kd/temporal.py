@@ -107,7 +107,7 @@ def restore(frames: list[np.ndarray], model: str, backend: str = "auto", desc: s
 def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backend: str = "auto",
               name: str = "clip") -> list[dict]:
     """One row per method (clean, input, each model): mean PSNR/SSIM against clean, warp error and flicker."""
-    from kd.metrics import psnr, ssim
+    from kd.metrics import capped_psnr, ssim
 
     flows = motion(clean)
     degraded = [degrade(f, d) for f in tqdm(clean, desc=f"{name}: degrade", unit="frame", leave=False)]
@@ -118,7 +118,7 @@ def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backen
     for method, frames in versions.items():
         rows.append({
             "clip": name, "method": method,
-            "PSNR": float(np.mean([min(psnr(f, c), 99.0) for f, c in zip(frames, clean)])),
+            "PSNR": float(np.mean([capped_psnr(f, c) for f, c in zip(frames, clean)])),
             "SSIM": float(np.mean([ssim(f, c) for f, c in zip(frames, clean)])),
             "warp error": warp_error(frames, flows),
             "flicker": warp_error(frames, flows, reference=clean),

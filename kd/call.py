@@ -36,7 +36,7 @@ from tqdm import tqdm
 from kd.callcodec import RTP_CLOCK, SCALES, CALL_CODECS, Decoder, Encoder, check_codec, received, sender_scale, sent_size
 from kd.runtime import BACKENDS
 from kd.clips import fit, load_photo, pan_clip, parse_size, read_clip
-from kd.temporal import weights_note
+from kd.registry import weights_note
 
 MIN_KBPS, MAX_KBPS = 30, 50_000
 # When the receiver runs the model: on every frame, or only when the sender had to shrink the picture (its bitrate

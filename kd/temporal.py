@@ -25,27 +25,11 @@ from tqdm import tqdm
 
 from kd.clips import load_photo, pan_clip, parse_size, read_clip
 from kd.degrade import PRESETS, Degradation, degrade
+from kd.registry import weights_note
 from kd.runtime import BACKENDS
 
 # What a call under a bandwidth cap looks like, per frame: half resolution, H.264 at a high QP.
 CALL_PRESET = Degradation(scale=2.0, codec="h264", quality=34)
-
-
-def weights_note(models: list[str]) -> str:
-    """Which weights made the numbers: '; student weights/student.pt md5 1234abcd (trained on ...)' per shipped model."""
-    import hashlib
-
-    import torch
-
-    notes = []
-    for m in models:
-        path = Path(__file__).resolve().parent.parent / "weights" / f"{m}.pt"
-        if not path.exists():
-            continue
-        meta = torch.load(path, map_location="cpu", weights_only=False).get("meta") or {}
-        trained = f" ({meta['trained_on']})" if isinstance(meta, dict) and meta.get("trained_on") else ""
-        notes.append(f"{m}: weights/{m}.pt md5 {hashlib.md5(path.read_bytes()).hexdigest()[:8]}{trained}")
-    return "; ".join(notes)
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:

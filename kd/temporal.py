@@ -24,12 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.clips import load_photo, pan_clip, parse_size, read_clip
-from kd.degrade import PRESETS, Degradation, degrade
+from kd.degrade import PRESETS, Degradation, degrade, preset
 from kd.registry import weights_note
 from kd.runtime import BACKENDS
-
-# What a call under a bandwidth cap looks like, per frame: half resolution, H.264 at a high QP.
-CALL_PRESET = Degradation(scale=2.0, codec="h264", quality=34)
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
@@ -113,21 +110,13 @@ def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backen
     return rows
 
 
-def resolve_preset(name: str) -> Degradation:
-    if name == "call":
-        return CALL_PRESET
-    if name in PRESETS:
-        return PRESETS[name]
-    raise ValueError(f"unknown preset {name!r}; choose 'call' or one of {sorted(PRESETS)}")
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.temporal", description=__doc__.splitlines()[0])
     ap.add_argument("--clips", nargs="*", default=None,
                     help="video files (default: every clip in data/video, if fetched)")
     ap.add_argument("--pans", nargs="*", default=["astronaut", "coffee"],
                     help="photos to pan over (scikit-image names or image files)")
-    ap.add_argument("--preset", default="call", help=f"'call' ({CALL_PRESET.describe()}) or one of {sorted(PRESETS)}")
+    ap.add_argument("--preset", default="call", help=f"one of {sorted(PRESETS)} (call: {PRESETS['call'].describe()})")
     ap.add_argument("--models", nargs="+", default=["student", "teacher"], help="kd.sharpen models")
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--frames", type=int, default=48, help="frames per clip")
@@ -136,7 +125,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         size = parse_size(a.size)
-        d = resolve_preset(a.preset)
+        d = preset(a.preset)
         if a.frames < 3:
             raise ValueError("--frames must be at least 3")
         clips = a.clips if a.clips is not None else sorted(str(p) for p in Path("data/video").glob("*") if p.is_file())

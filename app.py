@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402

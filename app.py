@@ -33,6 +33,11 @@ KNOWN = [("Unknown", "unknown"), *((f"{name}: {d.describe()}", name) for name, d
 LIVE_PIXELS = 1280 * 720  # camera frames are scaled to the size the student is built for before anything else
 
 
+def user_error(message: str) -> gr.Error:
+    """A mistake the user can fix: said in the browser, not logged as a server traceback (those are for bugs)."""
+    return gr.Error(message, print_exception=False)
+
+
 def image_input(**kwargs) -> gr.Image:
     """A gr.Image whose corrupt or non-image uploads get a clear message instead of a server error.
 
@@ -45,9 +50,9 @@ def image_input(**kwargs) -> gr.Image:
         try:
             return decode(payload)  # with type="filepath" this reads the header only
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise gr.Error(TOO_LARGE) from e
+            raise user_error(TOO_LARGE) from e
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise gr.Error(NOT_AN_IMAGE) from e
+            raise user_error(NOT_AN_IMAGE) from e
 
     component.preprocess = preprocess
     return component
@@ -79,11 +84,11 @@ class ResultFiles:
 def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
     """Decode an upload at full depth; its size is checked from the header before any pixel is decoded."""
     if path is None:
-        raise gr.Error("Upload, paste or capture an image first.")
+        raise user_error("Upload, paste or capture an image first.")
     try:
         return imagefile.read(path, max_pixels, decode_limit=max(50_000_000, 4 * max_pixels))
     except ValueError as e:
-        raise gr.Error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
+        raise user_error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
 
 
 def live_frame(frame, preset: str, clock: tuple | None):
@@ -132,11 +137,11 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
         beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
-            raise gr.Error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
+            raise user_error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
         try:
             out, secs = timed_sharpen(arr, model, stream=None if known == "unknown" else known)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         h, w = arr.shape[:2]
@@ -158,7 +163,7 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
         try:
             images, table = simulate(np.ascontiguousarray(rgb), d)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         return images["degraded input"], images["student (real-time)"], images["teacher"], table

@@ -15,6 +15,9 @@ from kd.degrade import PRESETS
 KINDS = ("reference", "degraded", "unsharp", "model")
 DESIGNS = ("pc", "acr-hr", "dcr", "ab")
 SKIMAGE_PREFIX = "skimage:"
+# conditions every study has besides its own: stimuli.py renders them, the schedule, votes and report tell them apart
+GOLD = "gold-severe"  # a hidden condition used only in gold trials
+ANCHOR_BEST, ANCHOR_WORST = "anchor-best", "anchor-worst"  # rendered from training photos only
 
 
 class ConfigError(ValueError):

@@ -22,10 +22,7 @@ from kd.metrics import all_metrics
 from kd.registry import weights_digest
 from kd.sharpen import sharpen
 from study import db
-from study.config import SKIMAGE_PREFIX, Condition, StudyConfig
-
-GOLD = "gold-severe"  # a hidden condition used only in gold trials
-ANCHOR_BEST, ANCHOR_WORST = "anchor-best", "anchor-worst"  # rendered from training photos only
+from study.config import ANCHOR_BEST, ANCHOR_WORST, GOLD, SKIMAGE_PREFIX, Condition, StudyConfig
 
 
 def serve_dir(out: Path) -> Path:

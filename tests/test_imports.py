@@ -128,3 +128,9 @@ def test_every_name_is_imported_from_its_home():
                 if isinstance(node, ast.ImportFrom) and node.module in defined
                 for a in node.names if a.name not in defined[node.module] and f"{node.module}.{a.name}" not in ours]
     assert borrowed == []
+
+
+def test_study_statistics_need_no_ml_stack():
+    """Votes are analysed elsewhere (a laptop, a notebook): the report, MOS and Bradley-Terry must not need torch."""
+    loaded = fresh_modules("import study.report, study.mos, study.bt, study.votes_io")
+    assert "study.report" in loaded and "torch" not in loaded and "kd.sharpen" not in loaded

@@ -5,12 +5,12 @@ See ``study/example.toml``. Every error names the file and, where it can be foun
 """
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kd.degrade import PRESETS
+from kd.tomlfile import line_of
 
 KINDS = ("reference", "degraded", "unsharp", "model")
 DESIGNS = ("pc", "acr-hr", "dcr", "ab")
@@ -92,24 +92,6 @@ SETTINGS = {
 TABLES = {"images": ("name", "path"), "training": ("name", "path"), "conditions": ("name", "kind", "preset", "model")}
 
 
-def _line(text: str, key: str, table: str | None = None, index: int = 0) -> str:
-    """':N' for the line that sets ``key`` (at top level, or in the index-th [[table]]), else ''."""
-    current, count = None, {}
-    for i, line in enumerate(text.splitlines(), 1):
-        code = line.split("#", 1)[0].strip()
-        head = re.fullmatch(r"\[\[\s*([\w-]+)\s*\]\]", code) or re.fullmatch(r"\[\s*([\w-]+)\s*\]", code)
-        if head:
-            current = head.group(1)
-            count[current] = count.get(current, -1) + 1
-            if key == "" and current == table and count[current] == index:
-                return f":{i}"
-            continue
-        here = current is None if table is None else (current == table and count.get(table) == index)
-        if here and re.match(rf'["\']?{re.escape(key)}["\']?\s*=', code):
-            return f":{i}"
-    return ""
-
-
 def load_config(path: Path | str) -> StudyConfig:
     path = Path(path)
     if not path.exists():
@@ -123,7 +105,7 @@ def load_config(path: Path | str) -> StudyConfig:
         raise ConfigError(f"{path}: malformed TOML: {e}") from None
 
     def fail(msg: str, key: str = "", table: str | None = None, index: int = 0):
-        raise ConfigError(f"{path}{_line(text, key, table, index) if key or table else ''}: {msg}")
+        raise ConfigError(f"{path}{line_of(text, key, table, index) if key or table else ''}: {msg}")
 
     def typed(value, types, key, what, table=None, index=0):
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)))

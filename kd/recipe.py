@@ -8,10 +8,9 @@ unknown key, a wrong type or a value outside a flag's choices is refused with th
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 
-from kd.tomlfile import line_of
+from kd.tomlfile import line_of, read_toml
 
 
 class RecipeError(ValueError):
@@ -47,13 +46,7 @@ def _check(action: argparse.Action, value):
 def load(path: Path | str, parser: argparse.ArgumentParser) -> dict:
     """{flag dest: value} from a recipe file, each checked against ``parser``'s flag."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: no such recipe") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise RecipeError(f"{path}: not a TOML file ({e})") from None
+    text, raw = read_toml(path, "recipe", RecipeError)
     flags, values = _flags(parser), {}
     for key, value in raw.items():
         dest = key.replace("-", "_")

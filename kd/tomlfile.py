@@ -1,8 +1,23 @@
-"""Where a key is set in a TOML file, so that errors in hand-written files (study configs, training recipes) can
-name the file and the line: ``tomllib`` parses values but forgets their lines."""
+"""Hand-written TOML files (study configs, training recipes): read them, and find where a key is set, so that an
+error can name the file and the line (``tomllib`` parses values but forgets their lines)."""
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
+
+
+def read_toml(path: Path, what: str, error: type[Exception]) -> tuple[str, dict]:
+    """(text, parsed) of a TOML file; ``error`` naming the file when it is missing, not UTF-8 or not TOML."""
+    if not path.exists():
+        raise error(f"{path}: no such {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return text, tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: malformed TOML: {e}") from None
 
 
 def line_of(text: str, key: str, table: str | None = None, index: int = 0) -> str:

@@ -5,12 +5,11 @@ See ``study/example.toml``. Every error names the file and, where it can be foun
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kd.degrade import PRESETS
-from kd.tomlfile import line_of
+from kd.tomlfile import line_of, read_toml
 
 KINDS = ("reference", "degraded", "unsharp", "model")
 DESIGNS = ("pc", "acr-hr", "dcr", "ab")
@@ -94,15 +93,7 @@ TABLES = {"images": ("name", "path"), "training": ("name", "path"), "conditions"
 
 def load_config(path: Path | str) -> StudyConfig:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such study file")
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: malformed TOML: {e}") from None
+    text, raw = read_toml(path, "study file", ConfigError)
 
     def fail(msg: str, key: str = "", table: str | None = None, index: int = 0):
         raise ConfigError(f"{path}{line_of(text, key, table, index) if key or table else ''}: {msg}")

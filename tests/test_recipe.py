@@ -46,7 +46,7 @@ def test_a_wrong_recipe_names_its_file_and_line(tmp_path, capsys):
     assert "r.toml:2: batch must be a whole number, got 1.5" in recipe_error(tmp_path, capsys, 'out = "x.pt"\nbatch = 1.5\n')
     assert "r.toml:1: stream_aware must be true or false" in recipe_error(tmp_path, capsys, 'stream_aware = "yes"\n')
     assert "pixel_loss must be one of ['l1', 'mse']" in recipe_error(tmp_path, capsys, 'out = "x.pt"\npixel_loss = "l3"\n')
-    assert "not a TOML file" in recipe_error(tmp_path, capsys, "out = \n")
+    assert "malformed TOML" in recipe_error(tmp_path, capsys, "out = \n")
     assert "required: --out" in recipe_error(tmp_path, capsys, "lr = 1e-3\n")  # no out in the file or the flags
     with pytest.raises(SystemExit):
         parse_args(["--recipe", str(tmp_path / "missing.toml"), "--out", "x.pt"])

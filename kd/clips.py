@@ -38,9 +38,9 @@ def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(frame[y:y + h, x:x + w])
 
 
-def read_clip(path: str | Path, size: tuple[int, int] | None = None, max_frames: int | None = None,
-              start: int = 0) -> tuple[list[np.ndarray], float]:
-    """(RGB uint8 frames, frames per second) of a video file, optionally fitted to size=(w, h)."""
+def open_video(path: str | Path):
+    """(open PyAV container, its first video stream) of a file; FileNotFoundError or ValueError naming the file.
+    The caller closes the container (``with container:``)."""
     import av
 
     path = Path(path)
@@ -50,11 +50,21 @@ def read_clip(path: str | Path, size: tuple[int, int] | None = None, max_frames:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
         raise ValueError(f"{path} is not a readable video: {e}") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path} has no video stream")
+    return container, container.streams.video[0]
+
+
+def read_clip(path: str | Path, size: tuple[int, int] | None = None, max_frames: int | None = None,
+              start: int = 0) -> tuple[list[np.ndarray], float]:
+    """(RGB uint8 frames, frames per second) of a video file, optionally fitted to size=(w, h)."""
+    import av
+
+    path = Path(path)
+    container, stream = open_video(path)
     frames: list[np.ndarray] = []
     with container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
-        stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         try:
             for i, frame in enumerate(container.decode(stream)):

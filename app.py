@@ -157,8 +157,7 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
 
     def simulate_tab(image, preset: str, scale: float, quality: int):
         arr, notice = read_input(image, min(max_pixels, 4_000_000))
-        rgb = to_display(arr)
-        rgb = np.repeat(rgb[:, :, None], 3, 2) if rgb.ndim == 2 else rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb, 3, 2)
+        rgb = imagefile.rgb(to_display(arr))
         d = PRESETS[preset] if preset in PRESETS else Degradation(scale=float(scale), codec="jpeg", quality=int(quality))
         try:
             images, table = simulate(np.ascontiguousarray(rgb), d)

@@ -115,8 +115,10 @@ def list_images(folder: Path | str) -> list[Path]:
 
 
 def rgb(img: np.ndarray) -> np.ndarray:
-    """HxWx3 from a gray (HxW) or RGBA image: gray repeated, alpha dropped."""
-    return np.repeat(img[:, :, None], 3, 2) if img.ndim == 2 else img[:, :, :3]
+    """HxWx3 from a gray (HxW, HxWx1), gray+alpha or RGB(A) image: gray repeated, alpha dropped."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return img[:, :, :3] if img.shape[2] >= 3 else np.repeat(img[:, :, :1], 3, 2)
 
 
 def skimage_photo(name: str) -> np.ndarray:

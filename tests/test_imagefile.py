@@ -32,6 +32,8 @@ def test_rgb_repeats_gray_and_drops_alpha(odd_photo):
     assert rgb(odd_photo[:, :, 0]).shape == odd_photo.shape and np.array_equal(rgb(odd_photo[:, :, 0])[:, :, 2], odd_photo[:, :, 0])
     rgba = np.concatenate([odd_photo, odd_photo[:, :, :1]], 2)
     assert np.array_equal(rgb(rgba), odd_photo)
+    gray_alpha = np.stack([odd_photo[:, :, 0], odd_photo[:, :, 1]], 2)  # PIL's LA mode
+    assert np.array_equal(rgb(gray_alpha), rgb(odd_photo[:, :, 0])) and np.array_equal(rgb(gray_alpha[:, :, :1]), rgb(gray_alpha))
 
 
 def test_clip_photos_come_by_name_or_file(tmp_path, odd_photo):

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -32,6 +31,11 @@ TOO_LARGE = "That image has too many pixels to open safely. Please downscale it 
 KNOWN = [("Unknown", "unknown"), *((f"{name}: {d.describe()}", name) for name, d in PRESETS.items())]
 
 
+def user_error(message: str) -> gr.Error:
+    """A mistake the user can fix: said in the browser, not logged as a server traceback (those are for bugs)."""
+    return gr.Error(message, print_exception=False)
+
+
 def image_input(**kwargs) -> gr.Image:
     """A gr.Image whose corrupt or non-image uploads get a clear message instead of a server error.
 
@@ -44,9 +48,9 @@ def image_input(**kwargs) -> gr.Image:
         try:
             return decode(payload)  # with type="filepath" this reads the header only
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise gr.Error(TOO_LARGE) from e
+            raise user_error(TOO_LARGE) from e
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise gr.Error(NOT_AN_IMAGE) from e
+            raise user_error(NOT_AN_IMAGE) from e
 
     component.preprocess = preprocess
     return component
@@ -78,11 +82,11 @@ class ResultFiles:
 def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
     """Decode an upload at full depth; its size is checked from the header before any pixel is decoded."""
     if path is None:
-        raise gr.Error("Upload, paste or capture an image first.")
+        raise user_error("Upload, paste or capture an image first.")
     try:
         return imagefile.read(path, max_pixels, decode_limit=max(50_000_000, 4 * max_pixels))
     except ValueError as e:
-        raise gr.Error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
+        raise user_error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
 
 
 def open_study(config: str | None, db_url: str | None):
@@ -113,11 +117,11 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
         beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
-            raise gr.Error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
+            raise user_error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
         try:
             out, secs = timed_sharpen(arr, model, stream=None if known == "unknown" else known)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         h, w = arr.shape[:2]
@@ -133,13 +137,12 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
 
     def simulate_tab(image, preset: str, scale: float, quality: int):
         arr, notice = read_input(image, min(max_pixels, 4_000_000))
-        rgb = to_display(arr)
-        rgb = np.repeat(rgb[:, :, None], 3, 2) if rgb.ndim == 2 else rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb, 3, 2)
+        rgb = imagefile.rgb(to_display(arr))
         d = PRESETS[preset] if preset in PRESETS else Degradation(scale=float(scale), codec="jpeg", quality=int(quality))
         try:
             images, table = simulate(np.ascontiguousarray(rgb), d)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         return images["degraded input"], images["student (real-time)"], images["teacher"], table

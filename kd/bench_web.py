@@ -24,7 +24,7 @@ from kd.browser import from_page, launch, open_page, to_page, web_server, write_
 from kd.degrade import degrade, stream_condition
 from kd.metrics import psnr
 from kd.runtime import cpu_name
-from kd.temporal import fit, load_photo, pan_clip
+from kd.clips import fit, load_photo, pan_clip
 from kd.web import ort_version
 
 SIZES = {360: (640, 360), 540: (960, 540), 720: (1280, 720)}

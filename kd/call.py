@@ -35,8 +35,10 @@ from tqdm import tqdm
 
 from kd.callcodec import (CALL_CODECS, RTP_CLOCK, SCALES, Decoder, Encoder, check_codec, received, sender_scale,
                           sent_size, told_step)
+from kd.degrade import display
 from kd.runtime import BACKENDS
-from kd.temporal import fit, load_photo, pan_clip, parse_size, read_clip, weights_note
+from kd.clips import fit, load_photo, pan_clip, parse_size, read_clip
+from kd.registry import weights_note
 
 MIN_KBPS, MAX_KBPS = 30, 50_000
 # When the receiver runs the model: on every frame, or only when the sender had to shrink the picture (its bitrate
@@ -201,7 +203,7 @@ class Sharpener(threading.Thread):
         from kd.sharpen import sharpen
 
         scaled = small.shape[1::-1] != self.size
-        up = cv2.resize(small, self.size, interpolation=cv2.INTER_CUBIC) if scaled else small
+        up = display(small, self.size[::-1])  # the receiver's upscale, as kd.degrade models it
         if self.model == "none" or (self.when == "scaled" and not scaled):
             return up
         stream = self.stream_for(small, qp)
@@ -321,7 +323,7 @@ def per_frame(log: CallLog, frames: list[np.ndarray], ssim_every: int = 1) -> "p
     frames once the clean clip's motion is followed)."""
     import pandas as pd
 
-    from kd.metrics import psnr, ssim
+    from kd.metrics import capped_psnr, ssim
     from kd.temporal import motion, warp_error
 
     rows, last = [], None  # (index, received, sharpened) of the last frame shown
@@ -331,13 +333,13 @@ def per_frame(log: CallLog, frames: list[np.ndarray], ssim_every: int = 1) -> "p
                "sharpened": i in log.sharpened}
         if i in log.received:
             transport, small = log.received[i]
-            plain = cv2.resize(small, log.size, interpolation=cv2.INTER_CUBIC) if small.shape[1::-1] != log.size else small
-            row.update(transport_ms=transport * 1000, psnr_received=min(psnr(plain, frames[i]), 99.0))
+            plain = display(small, log.size[::-1])
+            row.update(transport_ms=transport * 1000, psnr_received=capped_psnr(plain, frames[i]))
             if i % ssim_every == 0:
                 row["ssim_received"] = ssim(plain, frames[i])
         if i in log.sharpened:
             added, out, work = log.sharpened[i]
-            row.update(added_ms=added * 1000, model_ms=work * 1000, psnr_sharpened=min(psnr(out, frames[i]), 99.0))
+            row.update(added_ms=added * 1000, model_ms=work * 1000, psnr_sharpened=capped_psnr(out, frames[i]))
             if i % ssim_every == 0:
                 row["ssim_sharpened"] = ssim(out, frames[i])
             if last is not None and last[0] == i - 1 and i % ssim_every == 0:
@@ -403,7 +405,7 @@ def write_video(log: CallLog, path: Path) -> int:
         stream.options = {"crf": "18", "preset": "veryfast"}
         for i in tqdm(sorted(log.sharpened), desc="video", unit="frame", leave=False):
             small = log.received[i][1]
-            plain = cv2.resize(small, log.size, interpolation=cv2.INTER_CUBIC) if small.shape[1::-1] != log.size else small
+            plain = display(small, log.size[::-1])
             kbps = log.schedule[log.phase[i]].kbps
             w, h = small.shape[1::-1]
             side = np.concatenate([label(plain, f"received {w}x{h} @ {kbps:g} kbit/s"),

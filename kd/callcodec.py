@@ -16,10 +16,10 @@ from __future__ import annotations
 import struct
 from fractions import Fraction
 
-import cv2
 import numpy as np
 
 from kd.degrade import CALL_LADDER, Received
+from kd.imagefile import resize
 
 RTP_CLOCK = 90_000
 CALL_CODECS = ("h264", "vp8")
@@ -86,7 +86,7 @@ class Encoder:
         """The packet of one frame (scaled to this encoder's size first), or None if the encoder held it back."""
         import av
 
-        small = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA) if rgb.shape[1::-1] != self.size else rgb
+        small = resize(rgb, self.size) if rgb.shape[1::-1] != self.size else rgb
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(small), format="rgb24").reformat(format="yuv420p")
         frame.pts, frame.time_base = pts, Fraction(1, RTP_CLOCK)
         data = b"".join(bytes(p) for p in self.ctx.encode(frame))

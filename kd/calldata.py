@@ -25,9 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.callcodec import CALL_CODECS, SCALES, Decoder, Encoder, received, sender_scale, sent_size
-from kd.data import FACE_PREFIX, _blobs, _stored_jpeg, _unblob, decode_image, list_images, read_image
+from kd.data import FACE_PREFIX, _blobs, _stored_jpeg, _unblob
+from kd.imagefile import decode_image, list_images, read_image
 from kd.degrade import Received, display
-from kd.temporal import pan_clip, read_clip
+from kd.clips import pan_clip, read_clip
 
 TRAIN_CLIPS = ("single_face.mp4", "no_face.mp4", "vtest.avi")  # data/video (kd.data fetch)
 HELD_OUT_CLIPS = ("WolfgangLanger_Pexels.mp4",)  # a real talking head: the calls of the README are measured on it

@@ -27,8 +27,7 @@ from tqdm import tqdm
 
 from kd.degrade import (PRESETS, Degradation, Received, degrade, display, random_degradation, stream_condition,
                         transmit, video_codecs_available)
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from kd.imagefile import decode_image, list_images, read_image, resize, write
 
 # Heavily compressed files (< 0.6 bits/pixel) make poor clean targets (shared/DATA.md).
 TOO_COMPRESSED = {"Aqua", "FreshFlower", "Garden", "YellowFlower", "Wine", "Butterfly-Kenneth-Wimer", "BytheWater"}
@@ -120,31 +119,6 @@ def read_edj_jpeg(path: Path) -> bytes:
     return best
 
 
-def read_image(path: Path | str) -> np.ndarray:
-    """Read any photo (including .edj) as HxWx3 uint8 RGB."""
-    path = Path(path)
-    return decode_image(read_edj_jpeg(path) if path.suffix == ".edj" else path.read_bytes(), str(path))
-
-
-def decode_image(buf: bytes | np.ndarray, name: str = "image") -> np.ndarray:
-    """Encoded bytes (JPEG, PNG, ...) -> HxWx3 uint8 RGB; ValueError naming ``name`` if they are not an image."""
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{name}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def write_image(path: Path | str, img: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-
-
-def list_images(folder: Path | str) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
-
-
 def _run(cmd: list[str], cwd: Path) -> None:
     try:
         subprocess.run(cmd, cwd=cwd.resolve(), check=True, capture_output=True, text=True)
@@ -201,11 +175,11 @@ def _store(split: str, name: str, path: Path, out: Path, max_side: int, faces: b
     target = out / split / f"{name}.png"
     if target.exists():
         return
-    img = read_image(path)
+    img = decode_image(read_edj_jpeg(path), str(path)) if path.suffix == ".edj" else read_image(path)
     if split in ("train", "val") and max(img.shape[:2]) > max_side:  # area-downscaling big photos also cleans their codec noise
         f = max_side / max(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
-    write_image(target, img)
+        img = resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)))
+    write(target, img)
 
 
 def fetch(out: Path, cache: Path | None = None, max_side: int = 2048) -> dict[str, int]:
@@ -269,7 +243,7 @@ def zoomed_crop(img: np.ndarray, size: int, zoom: float, rng: np.random.Generato
     s = float(np.exp(rng.uniform(0.0, np.log(zoom)))) if zoom > 1 else 1.0
     window = max(size, min(round(size * s), *img.shape[:2]))
     crop = paired_random_crop(img, img, window, rng)[1]
-    return crop if window == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return crop if window == size else resize(crop, (size, size))
 
 
 def augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

@@ -31,12 +31,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from kd import peer
-from kd.data import list_images, load_images, read_image, write_image
+from kd.data import load_images
 from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
 from kd.export import VERSION as EXPORT_VERSION
+from kd.imagefile import list_images, read_image, write
 from kd.metrics import all_metrics
 from kd.models import count_params, gflops
-from kd.registry import WEIGHTS_DIR, plain
+from kd.registry import WEIGHTS_DIR, plain, weights_digest
 from kd.sharpen import sharpen
 
 # method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend", and
@@ -97,7 +98,7 @@ def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.n
             small = read_image(cached)
         else:
             small = transmit(clean, PRESETS[preset])
-            write_image(cached, small)
+            write(cached, small)
         pairs.append((p.stem, small, display(small, clean.shape[:2]), clean))
     return pairs
 
@@ -115,7 +116,7 @@ def method_key(spec: str, preset: str, extra: str = "") -> str:
     """Identifies a method's scores: the weights' bytes (or the classical method's name), backend (and the version of
     the exporter that made its file: an INT8 net changes with its quantisation), stream, pairs."""
     model, backend, told, views = parse_spec(spec)
-    ident = hashlib.sha1(Path(model).read_bytes()).hexdigest() if model.endswith(".pt") else spec
+    ident = weights_digest(model, length=40) if model.endswith(".pt") else spec
     if backend:
         backend += f"|export v{EXPORT_VERSION}"
     tags = ("|stream" if told else "") + (f"|x{views}" if views > 1 else "")

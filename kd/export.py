@@ -150,15 +150,14 @@ def calibration_frames(size: int = 256, multiple: int = 1, presets=("mild", "med
     """Real degraded frames (1x3xHxW float32) for INT8 calibration: photos bundled with scikit-image, cut to
     ``size`` px and degraded by each preset, since activation ranges depend on what the net really sees."""
     from skimage import data as skdata
-    from skimage import io
 
     from kd.degrade import degrade
+    from kd.imagefile import read, rgb
 
     root = Path(skdata.__file__).parent
     frames = []
     for name in CALIBRATION_PHOTOS:
-        img = io.imread(root / name)
-        img = np.repeat(img[:, :, None], 3, 2) if img.ndim == 2 else img[:, :, :3]
+        img = rgb(read(root / name)[0])
         h, w = (min(side, size) // multiple * multiple for side in img.shape[:2])
         y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
         crop = np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])

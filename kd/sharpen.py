@@ -11,22 +11,9 @@ from PIL import Image
 
 from kd.baselines import unsharp_mask
 from kd.degrade import PRESETS, stream_condition
+from kd.imagefile import as_array
 
 CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
-
-
-def as_array(image) -> tuple[np.ndarray, str | None]:
-    """(array, PIL mode or None). Raises ValueError for anything that is not an image."""
-    if isinstance(image, Image.Image):
-        mode = image.mode
-        if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), mode
-        return np.asarray(image), mode
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected an image (numpy array or PIL.Image), got {type(image).__name__}")
-    return image, None
 
 
 def _to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

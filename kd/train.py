@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from kd import calldata, checkpoint
+from kd import calldata, checkpoint, recipe
 from kd.data import PatchDataset, load_training, to_tensor
 from kd.degrade import preset, stream_condition
 from kd.labels import LabelledPatches, load_labels
@@ -46,6 +46,8 @@ CLEAN_PSNR_FLOOR = 42.0  # dB between output and input on undegraded frames: RMS
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="a TOML file of these flags (recipes/*.toml, kd.recipe); flags given here override it")
     ap.add_argument("--model", default="teacher", choices=sorted(CONFIGS), help="architecture config to train")
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help='override the architecture as JSON, e.g. \'{"arch": "student", "width": 24}\'')
@@ -100,6 +102,7 @@ def parse_args(argv=None):
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="channels_last memory format (25-33%% faster in fp32 on CPU, faster on GPU)")
     ap.add_argument("--log", type=Path, default=None, help="JSON-lines log (default: OUT with .log.jsonl)")
+    recipe.apply(ap, argv)
     a = ap.parse_args(argv)
     if a.teacher_labels and (a.teacher or a.no_kd or a.feature_weight > 0):
         ap.error("--teacher-labels distils from stored outputs: not with --teacher, --no-kd or --feature-weight")

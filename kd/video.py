@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kd.callcodec import CALL_CODECS, h264_frame_qp, received, told_step, vp8_q_index
+from kd.clips import open_video
 from kd.degrade import PRESETS, degrade
 from kd.runtime import BACKENDS
 from kd.sharpen import sharpen
@@ -67,18 +68,10 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
             side_by_side: bool = False, backend: str = "auto", max_frames: int | None = None, tell: bool = True) -> int:
     """Returns the number of frames written."""
     src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise FileNotFoundError(f"no video at {src}")
     if simulate and simulate not in PRESETS:
         raise ValueError(f"unknown preset {simulate!r}; choose from {sorted(PRESETS)}")
-    try:
-        inp = av.open(str(src))
-    except av.error.FFmpegError as e:
-        raise ValueError(f"{src} is not a readable video: {e}") from None
+    inp, vin = open_video(src)
     with inp:
-        if not inp.streams.video:
-            raise ValueError(f"{src} has no video stream")
-        vin = inp.streams.video[0]
         if inp.format.name in TEXT_AS_VIDEO or vin.codec_context.name in TEXT_AS_VIDEO:
             raise ValueError(f"{src} is a text file, not a video")
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)

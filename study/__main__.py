@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def stimuli_dir(config_path: Path) -> Path:

@@ -14,10 +14,9 @@ import gradio as gr
 import sqlalchemy as sa
 
 from study import access, db
-from study.config import StudyConfig
+from study.config import ANCHOR_BEST, ANCHOR_WORST, StudyConfig
 from study.hosting import Hosting
 from study.schedule import Study, StudyFull, TooFast
-from study.stimuli import ANCHOR_BEST, ANCHOR_WORST
 
 ACR = [("5 – Excellent", 5), ("4 – Good", 4), ("3 – Fair", 3), ("2 – Poor", 2), ("1 – Bad", 1)]
 DCR = [("5 – Imperceptible", 5), ("4 – Perceptible but not annoying", 4), ("3 – Slightly annoying", 3),

@@ -21,9 +21,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from study import db
-from study.config import DESIGNS
+from study.config import DESIGNS, GOLD
 from study.schedule import check_answer
-from study.stimuli import GOLD
 
 REQUIRED = ("rater", "image", "condition_a")
 EXPORT = ("rater", "trial", "kind", "design", "image", "condition_a", "condition_b", "score_a", "score_b",

@@ -20,5 +20,5 @@ if [ "${CI:-}" = "true" ] && [ -z "${SHARPKD_TEST_POSTGRES:-}" ]; then  # the st
   SHARPKD_TEST_POSTGRES=$(bash tests/postgres.sh) && export SHARPKD_TEST_POSTGRES
   echo "PostgreSQL for tests: ${SHARPKD_TEST_POSTGRES:-none (those tests skip)}"
 fi
-export GRADIO_ANALYTICS_ENABLED=False NO_ALBUMENTATIONS_UPDATE=1
+export GRADIO_ANALYTICS_ENABLED=False
 python -m pytest -q "$@"

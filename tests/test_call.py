@@ -7,7 +7,7 @@ from kd.call import Phase, main, parse_schedule, run_call
 from kd.callcodec import sender_scale, sent_size
 from kd.metrics import psnr
 from kd.sharpen import sharpen
-from kd.temporal import pan_clip
+from kd.clips import pan_clip
 
 SIZE = (192, 108)
 

@@ -8,7 +8,7 @@ import pytest
 from kd.callcodec import (SCALES, Decoder, Encoder, check_codec, h264_frame_qp, sender_scale, sent_size,
                           vp8_q_index)
 from kd.degrade import CALL_LADDER
-from kd.temporal import pan_clip
+from kd.clips import pan_clip
 
 SIZE = (192, 112)
 

@@ -4,7 +4,8 @@ import pytest
 from skimage import data
 
 from kd import calldata
-from kd.data import PatchDataset, write_image
+from kd.data import PatchDataset
+from kd.imagefile import write
 from kd.degrade import STREAM_FEATURES, Received
 
 
@@ -14,7 +15,7 @@ def shard(tmp_path_factory):
     for split, names in (("train", ("astronaut", "coffee")), ("val", ("chelsea",))):
         (root / split).mkdir()
         for name in names:
-            write_image(root / split / f"face-{name}.png" if name == "astronaut" else root / split / f"{name}.png",
+            write(root / split / f"face-{name}.png" if name == "astronaut" else root / split / f"{name}.png",
                         getattr(data, name)())
     (root / "video").mkdir()
     return calldata.pack(root / "train", root / "val", root / "video", root / "calls.npz", max_mb=1.5, runs=4,
@@ -73,7 +74,7 @@ def test_training_on_call_video_validates_each_codec_and_band(shard, tmp_path):
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    write_image(photos / "coffee.png", data.coffee())
+    write(photos / "coffee.png", data.coffee())
     out = tmp_path / "s.pt"
     train_main(["--model-config", '{"arch": "student", "width": 8, "convs": 1, "unshuffle": 2}', "--stream-aware",
                 "--no-kd", "--data", str(photos), "--val-data", str(photos), "--call-data", str(shard),

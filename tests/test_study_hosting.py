@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from gradio_client import Client
 
 from app_server import running_app
-from kd.data import read_image
+from kd.imagefile import read_image
 from study import db, hosting
 from study.__main__ import main as study_cli
 from study.votes_io import export_votes

@@ -14,7 +14,7 @@ from kd.browser import CHROMIUM, from_page, launch, open_page, to_page, web_serv
 from kd.degrade import STREAM_FEATURES, Received, degrade, stream_condition
 from kd.export import export_onnx_web
 from kd.models import build
-from kd.temporal import fit, load_photo, pan_clip
+from kd.clips import fit, load_photo, pan_clip
 from kd.web import ORT_DIR, browser_model, runtime_info
 
 STREAMS = [Received(2.0, "vp8", 60), Received(4 / 3, "h264", 31.5), "medium", None]

@@ -14,13 +14,11 @@ import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-import kd  # noqa: E402
 from kd import imagefile  # noqa: E402
 from kd.compare import simulate, timed_sharpen  # noqa: E402
 from kd.degrade import PRESETS, Degradation  # noqa: E402
@@ -33,7 +31,11 @@ TOO_LARGE = "That image has too many pixels to open safely. Please downscale it 
 # what the receiver may know about the frame: stream-aware nets restore better when told (blind ones ignore it)
 KNOWN = [("Auto: estimate it from the frame", "auto"), ("Unknown (restore blind)", "unknown"),
          *((f"{name}: {d.describe()}", name) for name, d in PRESETS.items())]
-LIVE_PIXELS = 1280 * 720  # camera frames are scaled to the size the student is built for before anything else
+
+
+def user_error(message: str) -> gr.Error:
+    """A mistake the user can fix: said in the browser, not logged as a server traceback (those are for bugs)."""
+    return gr.Error(message, print_exception=False)
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -48,9 +50,9 @@ def image_input(**kwargs) -> gr.Image:
         try:
             return decode(payload)  # with type="filepath" this reads the header only
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise gr.Error(TOO_LARGE) from e
+            raise user_error(TOO_LARGE) from e
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise gr.Error(NOT_AN_IMAGE) from e
+            raise user_error(NOT_AN_IMAGE) from e
 
     component.preprocess = preprocess
     return component
@@ -82,44 +84,31 @@ class ResultFiles:
 def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
     """Decode an upload at full depth; its size is checked from the header before any pixel is decoded."""
     if path is None:
-        raise gr.Error("Upload, paste or capture an image first.")
+        raise user_error("Upload, paste or capture an image first.")
     try:
         return imagefile.read(path, max_pixels, decode_limit=max(50_000_000, 4 * max_pixels))
     except ValueError as e:
-        raise gr.Error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
-
-
-def live_frame(frame, preset: str, clock: tuple | None):
-    """One camera frame, first scaled to the student's working size; fps is frames delivered per second."""
-    if frame is None:
-        return None, "waiting for the camera…", clock
-    t0 = time.perf_counter()
-    small, _ = imagefile.fit_to_limit(np.ascontiguousarray(frame[:, :, :3]), LIVE_PIXELS)
-    src = kd.degrade(small, preset) if preset in PRESETS else small
-    out = kd.sharpen(src, model="student", stream=preset if preset in PRESETS else None)
-    now = time.perf_counter()
-    last, gap = clock or (None, None)
-    if last is not None:  # smoothed time between delivered frames: what the viewer really gets
-        gap = now - last if gap is None else 0.8 * gap + 0.2 * (now - last)
-    fps = f"{1 / gap:.1f} fps delivered · " if gap else ""
-    status = (f"{fps}{(now - t0) * 1000:.0f} ms per frame (scale, simulate, sharpen) · camera "
-              f"{frame.shape[1]}×{frame.shape[0]} → {small.shape[1]}×{small.shape[0]}")
-    return out, status, (now, gap)
+        raise user_error(TOO_LARGE if "too large" in str(e) else NOT_AN_IMAGE) from e
 
 
 def open_study(config: str | None, db_url: str | None):
-    """The rating study for the Rate tab: its config, database and stimuli (built on first start). None if off."""
+    """The rating study for the Rate tab: its config, database (``study.hosting``: where, and whether votes persist
+    and may be collected, said at start) and stimuli (built on first start). None if off."""
     if not config:
         return None
-    from study import db
+    from study import hosting
     from study.__main__ import stimuli_dir
     from study.config import load_config
     from study.stimuli import build
 
     cfg = load_config(config)
-    engine = db.connect(db_url or db.default_url(config))
+    hosted = hosting.plan(config, db_url)
+    print(f"Rating study: {hosted.notice()}", flush=True)
+    if hosted.refusal:
+        print(f"Rating study: {hosted.refusal}", flush=True)
+    engine = hosting.connect(hosted)
     build(cfg, engine, stimuli_dir(Path(config)))
-    return cfg, engine
+    return cfg, engine, hosted
 
 
 def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
@@ -130,14 +119,14 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
         (preview, lossless PNG). The views beside it get the rest via state."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
-            raise gr.Error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
+            raise user_error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
         stream = None if known == "unknown" else known
         if known == "auto":  # estimated once here, from the file's JPEG tables and pixels
             stream = for_model(model, arr, imagefile.jpeg_quantization(image))
         try:
             out, secs = timed_sharpen(arr, model, stream=stream)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         h, w = arr.shape[:2]
@@ -155,13 +144,12 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
 
     def simulate_tab(image, preset: str, scale: float, quality: int):
         arr, notice = read_input(image, min(max_pixels, 4_000_000))
-        rgb = to_display(arr)
-        rgb = np.repeat(rgb[:, :, None], 3, 2) if rgb.ndim == 2 else rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb, 3, 2)
+        rgb = imagefile.rgb(to_display(arr))
         d = PRESETS[preset] if preset in PRESETS else Degradation(scale=float(scale), codec="jpeg", quality=int(quality))
         try:
             images, table = simulate(np.ascontiguousarray(rgb), d)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         return images["degraded input"], images["student (real-time)"], images["teacher"], table
@@ -215,20 +203,8 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
             run.click(simulate_tab, [clean, preset, scale, quality], [deg_out, stu_out, tea_out, table],
                       api_name="simulate")
 
-        with gr.Tab("Live"):
-            gr.Markdown("Your webcam, sharpened by the student as it streams. On a good camera, simulate a poor "
-                        "connection first to see the effect.")
-            with gr.Row():
-                cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
-                live_out = gr.Image(label="Sharpened", interactive=False, format="png")
-            live_preset = gr.Radio(["off", *PRESETS], value="medium", label="Simulate connection before sharpening")
-            fps = gr.Markdown()
-            last = gr.State(None)
-            cam.stream(live_frame, [cam, live_preset, last], [live_out, fps, last], stream_every=0.1,
-                       time_limit=120, concurrency_limit=4, api_visibility="private")
-
-        with gr.Tab("Live (WebRTC)"):  # kd/live.py: the camera over a real WebRTC connection
-            from kd.live import tab as live_tab
+        with gr.Tab("Live"):  # kd/web.py: the student runs in the viewer's browser, not here
+            from kd.web import tab as live_tab
 
             live_tab()
 
@@ -236,19 +212,22 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
             if study is None:
                 gr.Markdown("The rating study is off. Start the app with `--study study/example.toml` to rate here.")
             else:
-                from study.ui import render_rating
+                from study.ui import render_hosted
 
-                gr.Markdown("Help us measure picture quality. It takes about five minutes.")
-                render_rating(*study, app)
+                render_hosted(*study, app)
     return app
 
 
 def warm_up() -> None:
-    """Load both networks (and export them for the fastest runtime, once) at start so no visitor waits for it."""
+    """Load both networks (and export them for the fastest runtime, once) at start so no visitor waits for it; also
+    the student as the Live tab's browsers fetch it."""
     from kd.runtime import runner
+    from kd.web import BROWSER_MODELS, browser_model
 
     for name in ("student", "teacher"):
         runner(name, "auto")
+    for name in BROWSER_MODELS:
+        browser_model(name)
 
 
 def main(argv=None):
@@ -260,12 +239,16 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, default=2, help="requests processed at once (others queue)")
     ap.add_argument("--study", default=str(Path(__file__).resolve().parent / "study" / "example.toml"),
                     help="rating study shown in the Rate tab ('' to turn it off)")
-    ap.add_argument("--study-db", default=None, help="database URL for the study (default: SQLite beside its file)")
+    ap.add_argument("--study-db", default=None, help="database URL for the study (default: $STUDY_DB_URL, else on a "
+                    "Space SQLite in /data if writable, else SQLite beside the study's file)")
     ap.add_argument("--keep-files", type=int, default=3600, metavar="SECONDS",
                     help="uploads and results older than this are deleted from the server's temp folders")
     a = ap.parse_args(argv)
     warm_up()
-    study = open_study(a.study, a.study_db)
+    try:
+        study = open_study(a.study, a.study_db)
+    except (ValueError, RuntimeError) as e:  # a bad study file or database URL, an unreachable database
+        raise SystemExit(f"Rating study: {e}") from None
     app = make_app(a.max_pixels, study, a.keep_files)
     app.queue(default_concurrency_limit=a.concurrency, max_size=64)
     allowed = []
@@ -274,10 +257,10 @@ def main(argv=None):
         from study.stimuli import serve_dir
 
         allowed = [str(serve_dir(stimuli_dir(Path(a.study))).resolve())]
-    from kd.live import app_kwargs as live_routes  # the WebRTC endpoint, on the same server
+    from kd.web import app_kwargs as web_routes  # the browser sharpener's files, on the same server
 
     app.launch(server_name=a.host, server_port=a.port, share=a.share, max_file_size="30mb", allowed_paths=allowed,
-               app_kwargs=live_routes())
+               app_kwargs=web_routes())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from skimage import data  # noqa: E402
 
-from kd.data import write_image  # noqa: E402
+from kd.imagefile import write  # noqa: E402
 from kd.degrade import degrade  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -19,6 +19,6 @@ DEGRADED = {"astronaut": "medium", "coffee": "severe", "chelsea": "mild"}
 if __name__ == "__main__":
     for name, load in PHOTOS.items():
         clean = load()
-        write_image(HERE / "clean" / f"{name}.png", clean)
-        write_image(HERE / "degraded" / f"{name}_{DEGRADED[name]}.png", degrade(clean, DEGRADED[name]))
+        write(HERE / "clean" / f"{name}.png", clean)
+        write(HERE / "degraded" / f"{name}_{DEGRADED[name]}.png", degrade(clean, DEGRADED[name]))
     print("wrote", sorted(str(p.relative_to(HERE)) for p in HERE.glob("*/*.png")))

@@ -33,17 +33,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from kd.callcodec import (CALL_CODECS, RTP_CLOCK, SCALES, Decoder, Encoder, check_codec, received, sender_scale,
+                          sent_size, told_step)
+from kd.degrade import display
 from kd.runtime import BACKENDS
-from kd.temporal import fit, load_photo, pan_clip, parse_size, read_clip, weights_note
+from kd.clips import fit, load_photo, pan_clip, parse_size, read_clip
+from kd.registry import weights_note
 
-RTP_CLOCK = 90_000
 MIN_KBPS, MAX_KBPS = 30, 50_000
-# WebRTC senders shrink the picture when the bits per pixel get too few; these are the steps they take.
-SCALES = (1.0, 1.5, 2.0, 3.0, 4.0)
-MIN_BITS_PER_PIXEL = 0.04
 # When the receiver runs the model: on every frame, or only when the sender had to shrink the picture (its bitrate
 # was low), leaving full-size frames as they came.
 WHEN = ("always", "scaled")
+# What the receiver tells a stream-aware net: each frame's scale, codec and quantiser (smoothed over ~5 frames, as a
+# browser's qpSum / framesDecoded over its stats interval), the scale alone, or nothing (blind).
+TELL = ("qp", "scale", "nothing")
 
 
 @dataclass(frozen=True)
@@ -70,56 +73,6 @@ def parse_schedule(text: str) -> list[Phase]:
     return phases
 
 
-def sender_scale(kbps: float, size: tuple[int, int], fps: float) -> float:
-    """The smallest downscale in SCALES that leaves at least MIN_BITS_PER_PIXEL per pixel per frame."""
-    w, h = size
-    for s in SCALES:
-        if kbps * 1000 / (fps * (w / s) * (h / s)) >= MIN_BITS_PER_PIXEL:
-            return s
-    return SCALES[-1]
-
-
-def sent_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    return max(16, round(size[0] / scale / 2) * 2), max(16, round(size[1] / scale / 2) * 2)
-
-
-class Encoder:
-    """One real-time encoder at a fixed bitrate and picture size (no B-frames, one packet per frame)."""
-
-    def __init__(self, codec: str, size: tuple[int, int], kbps: float, fps: float):
-        import av
-
-        bits = int(kbps * 1000)
-        self.ctx = av.CodecContext.create("libx264" if codec == "h264" else "libvpx", "w")
-        self.ctx.width, self.ctx.height = size
-        self.ctx.pix_fmt = "yuv420p"
-        self.ctx.time_base = Fraction(1, RTP_CLOCK)
-        self.ctx.framerate = Fraction(fps).limit_denominator(1000)
-        self.ctx.bit_rate = bits
-        self.ctx.gop_size = int(2 * fps)
-        self.ctx.thread_count = 1  # the sender is another machine in a real call: keep it off the receiver's cores
-        common = {"maxrate": str(bits), "bufsize": str(bits // 2)}
-        if codec == "h264":
-            self.ctx.options = {**common, "preset": "veryfast", "tune": "zerolatency", "profile": "baseline"}
-        else:
-            self.ctx.options = {**common, "minrate": str(bits), "deadline": "realtime", "cpu-used": "8",
-                                "lag-in-frames": "0", "undershoot-pct": "100", "overshoot-pct": "15"}
-        self.size = size
-
-    def encode(self, rgb: np.ndarray, pts: int):
-        import av
-
-        small = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA) if rgb.shape[1::-1] != self.size else rgb
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(small), format="rgb24").reformat(format="yuv420p")
-        frame.pts, frame.time_base = pts, Fraction(1, RTP_CLOCK)
-        data = b"".join(bytes(p) for p in self.ctx.encode(frame))
-        if not data:
-            return None
-        packet = av.Packet(data)
-        packet.pts, packet.time_base = pts, Fraction(1, RTP_CLOCK)
-        return packet
-
-
 def clip_track(frames: list[np.ndarray], fps: float, schedule: list[Phase], codec: str, log: dict):
     """An aiortc track that plays ``frames`` in real time and returns encoded packets (aiortc only packetises them)."""
     from aiortc import MediaStreamTrack
@@ -141,8 +94,11 @@ def clip_track(frames: list[np.ndarray], fps: float, schedule: list[Phase], code
             if phase != self.phase:  # a new bitrate: a new encoder, maybe a smaller picture, starts on a keyframe
                 kbps = schedule[phase].kbps
                 self.encoder = Encoder(codec, sent_size(size, sender_scale(kbps, size, fps)), kbps, fps)
+                self.reader = Decoder(codec)
                 self.phase = phase
             packet = self.encoder.encode(frames[i], round(i * RTP_CLOCK / fps))
+            # the quantiser the receiver's decoder reads from this frame's bitstream (read here, from the same bytes)
+            log["qp"][i] = self.reader.quantiser(packet) if packet is not None else None
             log["phase"][i], log["bytes"][i], log["sent_size"][i] = phase, packet.size if packet else 0, self.encoder.size
             return packet
 
@@ -165,24 +121,38 @@ def clip_track(frames: list[np.ndarray], fps: float, schedule: list[Phase], code
 
 
 class Sharpener(threading.Thread):
-    """Scales decoded frames to the display size and sharpens them, always taking the newest frame (never queueing)."""
+    """Scales decoded frames to the display size and sharpens them, always taking the newest frame (never queueing).
 
-    def __init__(self, size: tuple[int, int], model: str, backend: str, realtime: bool = True, when: str = "always"):
+    A stream-aware net is told what the receiver knows (``tell``): each frame's scale, codec and quantiser by default.
+    The quantiser is smoothed and told in steps (``kd.callcodec.QP_STEP``); a stream not seen yet is folded and compiled in the
+    background while frames use the nearest one that is ready, so a change of quantiser never stalls the picture.
+    """
+
+    def __init__(self, size: tuple[int, int], model: str, backend: str, realtime: bool = True, when: str = "always",
+                 codec: str = "h264", tell: str = "qp"):
         super().__init__(daemon=True, name="sharpener")
         if when not in WHEN:
             raise ValueError(f"when must be one of {WHEN}, got {when!r}")
+        if tell not in TELL:
+            raise ValueError(f"tell must be one of {TELL}, got {tell!r}")
         self.size, self.model, self.backend, self.realtime, self.when = size, model, backend, realtime, when
+        self.codec, self.tell = check_codec(codec), tell
         self.pending: deque = deque()
         self.cond = threading.Condition()
         self.stopping = False
+        self.qp_avg: float | None = None
+        self.ready: set = set()  # streams whose net is built
+        self.building: set = set()
+        self.builder = ThreadPoolExecutor(1, thread_name_prefix="fold")
         # frame -> (seconds from decode to sharpened, sharpened frame, seconds in upscale + model alone)
         self.results: dict[int, tuple[float, np.ndarray, float]] = {}
+        self.told: dict[int, object] = {}  # frame -> the stream its net was told
 
-    def offer(self, index: int, decoded_at: float, small: np.ndarray) -> None:
+    def offer(self, index: int, decoded_at: float, small: np.ndarray, qp: float | None = None) -> None:
         with self.cond:
             if self.realtime:
                 self.pending.clear()
-            self.pending.append((index, decoded_at, small))
+            self.pending.append((index, decoded_at, small, qp))
             self.cond.notify()
 
     def finish(self) -> None:
@@ -190,26 +160,56 @@ class Sharpener(threading.Thread):
             self.stopping = True
             self.cond.notify()
         self.join()
+        self.builder.shutdown(wait=True)
 
     def prepare(self) -> None:
-        """Run the model once at every size the sender may send (``SCALES``), before the call starts.
+        """Build the net of every size the sender may send (``SCALES``), before the call starts, told the scale alone
+        (a stream without its quantiser yet); the quantised streams are built as they appear.
 
         Why: a stream-aware net is folded, exported and compiled once per stream it is told (~4 s for OpenVINO here);
         done on the first frame of a new stream, that stalled the call (p95 3.8 s when the sender stepped down).
         """
         for s in SCALES:
             w, h = sent_size(self.size, s)
-            self.process(np.zeros((h, w, 3), np.uint8))
+            self._build(self.fallback(self.size[0] / w), (h, w))
 
-    def process(self, small: np.ndarray) -> np.ndarray:
+    def fallback(self, scale: float):
+        return received(self.codec, scale, None) if self.tell == "qp" else scale if self.tell == "scale" else None
+
+    def _build(self, stream, shape: tuple[int, int]) -> None:
+        from kd.sharpen import sharpen
+
+        sharpen(np.zeros((*shape, 3), np.uint8), model=self.model, backend=self.backend, stream=stream)
+        self.ready.add(stream)
+        self.building.discard(stream)
+
+    def stream_for(self, small: np.ndarray, qp: float | None):
+        """What the net is told of this frame: the wanted stream if its net is ready, else the nearest ready one."""
+        scale = self.size[0] / small.shape[1]
+        want = self.fallback(scale)
+        if self.tell != "qp" or qp is None:
+            return want
+        self.qp_avg = qp if self.qp_avg is None else 0.8 * self.qp_avg + 0.2 * qp
+        want = received(self.codec, scale, told_step(self.codec, self.qp_avg))
+        if want in self.ready:
+            return want
+        if want not in self.building:
+            self.building.add(want)
+            self.builder.submit(self._build, want, small.shape[:2])
+        same_size = [r for r in self.ready if isinstance(r, type(want)) and r.scale == want.scale and r.qp is not None]
+        return min(same_size, key=lambda r: abs(r.qp - want.qp)) if same_size else self.fallback(scale)
+
+    def process(self, small: np.ndarray, qp: float | None = None, index: int | None = None) -> np.ndarray:
         from kd.sharpen import sharpen
 
         scaled = small.shape[1::-1] != self.size
-        up = cv2.resize(small, self.size, interpolation=cv2.INTER_CUBIC) if scaled else small
+        up = display(small, self.size[::-1])  # the receiver's upscale, as kd.degrade models it
         if self.model == "none" or (self.when == "scaled" and not scaled):
             return up
-        # the receiver knows how much the sender shrank the picture (not the quantiser): stream-aware nets are told
-        return sharpen(up, model=self.model, backend=self.backend, stream=self.size[0] / small.shape[1])
+        stream = self.stream_for(small, qp)
+        if index is not None:
+            self.told[index] = stream
+        return sharpen(up, model=self.model, backend=self.backend, stream=stream)
 
     def run(self) -> None:
         while True:
@@ -218,9 +218,9 @@ class Sharpener(threading.Thread):
                     self.cond.wait()
                 if not self.pending:
                     return
-                index, decoded_at, small = self.pending.popleft()
+                index, decoded_at, small, qp = self.pending.popleft()
             t = time.perf_counter()
-            out = self.process(small)
+            out = self.process(small, qp, index)
             done = time.perf_counter()
             self.results[index] = (done - decoded_at, out, done - t)
 
@@ -237,9 +237,11 @@ class CallLog:
     phase: dict = field(default_factory=dict)
     bytes: dict = field(default_factory=dict)
     sent_size: dict = field(default_factory=dict)
+    qp: dict = field(default_factory=dict)  # frame -> its quantiser, as the receiver's decoder reads it (or None)
     sent_at: dict = field(default_factory=dict)
     received: dict = field(default_factory=dict)  # frame -> (transport seconds, decoded RGB at the sent size)
     sharpened: dict = field(default_factory=dict)  # frame -> (added s, sharpened RGB at display size, model s)
+    told: dict = field(default_factory=dict)  # frame -> the stream the net was told
     rtp_origin_ok: bool = True
 
 
@@ -249,7 +251,7 @@ async def _call(frames, fps, schedule, codec, sharpener: Sharpener, timeout: flo
 
     size = frames[0].shape[1::-1]
     log = CallLog(fps, size, schedule, codec, sharpener.model)
-    raw = {"phase": log.phase, "bytes": log.bytes, "sent_size": log.sent_size, "sent_at": log.sent_at,
+    raw = {"phase": log.phase, "bytes": log.bytes, "sent_size": log.sent_size, "sent_at": log.sent_at, "qp": log.qp,
            "done": asyncio.Event()}
     sender, receiver = RTCPeerConnection(), RTCPeerConnection()
     try:
@@ -281,7 +283,7 @@ async def _call(frames, fps, schedule, codec, sharpener: Sharpener, timeout: flo
                     continue
                 small = frame.to_ndarray(format="rgb24")
                 log.received[index] = (now - log.sent_at.get(index, now), small)
-                sharpener.offer(index, now, small)
+                sharpener.offer(index, now, small, log.qp.get(index))
                 bar.update(1)
                 if index == len(frames) - 1:
                     break
@@ -293,51 +295,58 @@ async def _call(frames, fps, schedule, codec, sharpener: Sharpener, timeout: flo
 
 def run_call(frames: list[np.ndarray], fps: float = 30.0, schedule: list[Phase] | None = None, codec: str = "h264",
              model: str = "student", backend: str = "auto", realtime: bool = True, timeout: float = 20.0,
-             when: str = "always") -> CallLog:
+             when: str = "always", tell: str = "qp") -> CallLog:
     """Play ``frames`` (display-size RGB) through a loopback WebRTC call and sharpen what arrives. Returns the log."""
     if not frames:
         raise ValueError("no frames to send")
-    if codec not in ("h264", "vp8"):
-        raise ValueError(f"codec must be h264 or vp8, got {codec!r}")
+    check_codec(codec)
     if not 1 <= fps <= 120:
         raise ValueError(f"fps must be in 1-120, got {fps:g}")
     schedule = schedule or [Phase(1500, len(frames) / fps)]
     size = frames[0].shape[1::-1]
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"display size must be even, got {size[0]}x{size[1]}")
-    sharpener = Sharpener(size, model, backend, realtime, when)
+    sharpener = Sharpener(size, model, backend, realtime, when, codec, tell)
     sharpener.prepare()  # the net for every stream the sender may send, ready before the call starts
     sharpener.start()
     try:
         log = asyncio.run(_call(frames, fps, schedule, codec, sharpener, timeout))
     finally:
         sharpener.finish()
-    log.sharpened = sharpener.results
+    log.sharpened, log.told = sharpener.results, sharpener.told
     return log
 
 
 def per_frame(log: CallLog, frames: list[np.ndarray], ssim_every: int = 1) -> "pd.DataFrame":  # noqa: F821
-    """One row per sent frame: phase, bytes, whether it arrived / was sharpened, PSNR/SSIM of both, latencies."""
+    """One row per sent frame: phase, bytes, QP, whether it arrived / was sharpened, PSNR/SSIM of both, latencies, and
+    where the frame before it was shown too, the flicker of both (``kd.temporal``: how the error changes between
+    frames once the clean clip's motion is followed)."""
     import pandas as pd
 
-    from kd.metrics import psnr, ssim
+    from kd.metrics import capped_psnr, ssim
+    from kd.temporal import motion, warp_error
 
-    rows = []
+    rows, last = [], None  # (index, received, sharpened) of the last frame shown
     for i in tqdm(range(len(frames)), desc="metrics", unit="frame", leave=False):
         row = {"frame": i, "phase": log.phase.get(i), "bytes": log.bytes.get(i, 0),
-               "sent_w": (log.sent_size.get(i) or (None, None))[0], "received": i in log.received,
+               "sent_w": (log.sent_size.get(i) or (None, None))[0], "qp": log.qp.get(i), "received": i in log.received,
                "sharpened": i in log.sharpened}
         if i in log.received:
             transport, small = log.received[i]
-            plain = cv2.resize(small, log.size, interpolation=cv2.INTER_CUBIC) if small.shape[1::-1] != log.size else small
-            row.update(transport_ms=transport * 1000, psnr_received=min(psnr(plain, frames[i]), 99.0))
+            plain = display(small, log.size[::-1])
+            row.update(transport_ms=transport * 1000, psnr_received=capped_psnr(plain, frames[i]))
             if i % ssim_every == 0:
                 row["ssim_received"] = ssim(plain, frames[i])
         if i in log.sharpened:
             added, out, work = log.sharpened[i]
-            row.update(added_ms=added * 1000, model_ms=work * 1000, psnr_sharpened=min(psnr(out, frames[i]), 99.0))
+            row.update(added_ms=added * 1000, model_ms=work * 1000, psnr_sharpened=capped_psnr(out, frames[i]))
             if i % ssim_every == 0:
                 row["ssim_sharpened"] = ssim(out, frames[i])
+            if last is not None and last[0] == i - 1 and i % ssim_every == 0:
+                flows = motion(frames[i - 1: i + 1])
+                for k, name in enumerate(("flicker_received", "flicker_sharpened"), start=1):
+                    row[name] = warp_error([last[k], (plain, out)[k - 1]], flows, reference=frames[i - 1: i + 1])
+            last = (i, plain, out)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -357,6 +366,7 @@ def summary(df, log: CallLog) -> "pd.DataFrame":  # noqa: F821
             "kbit/s": name,
             "sent width": "/".join(str(w) for w in sizes),
             "kbit/s sent": g.bytes.sum() * 8 / 1000 / secs if secs else math.nan,
+            "QP median": g.qp.median(),
             "frames": len(g), "lost": int((~g.received).sum()),
             "received fps": g.received.sum() / secs if secs else math.nan,
             "sharpened fps": g.sharpened.sum() / secs if secs else math.nan,
@@ -365,6 +375,8 @@ def summary(df, log: CallLog) -> "pd.DataFrame":  # noqa: F821
             "SSIM received": both.get("ssim_received", pd.Series(dtype=float)).mean(),
             "ΔSSIM": (both.get("ssim_sharpened", pd.Series(dtype=float))
                       - both.get("ssim_received", pd.Series(dtype=float))).mean(),
+            "flicker ×input": (both.get("flicker_sharpened", pd.Series(dtype=float)).mean()
+                               / both.get("flicker_received", pd.Series(dtype=float)).mean()),
             "added ms median": both.added_ms.median(), "added ms p95": both.added_ms.quantile(0.95),
             "model ms median": both.model_ms.median(),
             "transport ms median": g.transport_ms.median() if "transport_ms" in g else math.nan,
@@ -393,7 +405,7 @@ def write_video(log: CallLog, path: Path) -> int:
         stream.options = {"crf": "18", "preset": "veryfast"}
         for i in tqdm(sorted(log.sharpened), desc="video", unit="frame", leave=False):
             small = log.received[i][1]
-            plain = cv2.resize(small, log.size, interpolation=cv2.INTER_CUBIC) if small.shape[1::-1] != log.size else small
+            plain = display(small, log.size[::-1])
             kbps = log.schedule[log.phase[i]].kbps
             w, h = small.shape[1::-1]
             side = np.concatenate([label(plain, f"received {w}x{h} @ {kbps:g} kbit/s"),
@@ -459,7 +471,9 @@ def main(argv=None):
     ap.add_argument("--size", default="1280x720", help="display size WxH (the sender's full size)")
     ap.add_argument("--schedule", default="1500:4,300:4,150:4", help="bitrate phases KBPS:SECONDS,...")
     ap.add_argument("--fps", type=float, default=None, help="send rate (default: the clip's, or 30)")
-    ap.add_argument("--codec", default="h264", choices=["h264", "vp8"])
+    ap.add_argument("--codec", default="h264", choices=CALL_CODECS)
+    ap.add_argument("--tell", default="qp", choices=TELL,
+                    help="what the receiver tells the net: scale, codec and each frame's quantiser; the scale; nothing")
     ap.add_argument("--model", default="student", help="kd.sharpen model, or 'none' to only upscale")
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--every-frame", action="store_true", help="sharpen every frame (queue) instead of the newest")
@@ -475,7 +489,8 @@ def main(argv=None):
             raise ValueError(f"size must be even, got {a.size}")
         schedule = parse_schedule(a.schedule)
         frames, fps = load_frames(a.clip, a.pan, size, sum(p.seconds for p in schedule), a.fps)
-        log = run_call(frames, fps, schedule, a.codec, a.model, a.backend, realtime=not a.every_frame, when=a.when)
+        log = run_call(frames, fps, schedule, a.codec, a.model, a.backend, realtime=not a.every_frame, when=a.when,
+                       tell=a.tell)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")
     if not log.received:
@@ -485,7 +500,8 @@ def main(argv=None):
     source = a.clip or f"pan over {a.pan or 'astronaut'}"
     load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end"
     text = (f"Loopback WebRTC call: {source}, {size[0]}×{size[1]} at {fps:g} fps, {a.codec}, model {a.model} "
-            f"({a.backend}, {'on every frame' if a.when == 'always' else 'only on frames the sender shrank'}), "
+            f"({a.backend}, {'on every frame' if a.when == 'always' else 'only on frames the sender shrank'}, told "
+            f"{ {'qp': 'scale, codec and QP', 'scale': 'the scale', 'nothing': 'nothing'}[a.tell]}), "
             f"{'every frame' if a.every_frame else 'real time (newest frame)'}; {load}.\n"
             f"Frames matched by RTP timestamp{'' if log.rtp_origin_ok else ' (WARNING: first frame lost)'}; "
             f"PSNR/SSIM against the sent original over the frames that were sharpened; latency added = decoded → "

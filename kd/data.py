@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kd.degrade import (PRESETS, Degradation, degrade, display, random_degradation, stream_condition, transmit,
-                        video_codecs_available)
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from kd.degrade import (PRESETS, Degradation, Received, degrade, display, random_degradation, stream_condition,
+                        transmit, video_codecs_available)
+from kd.imagefile import decode_image, list_images, read_image, resize, write
 
 # Heavily compressed files (< 0.6 bits/pixel) make poor clean targets (shared/DATA.md).
 TOO_COMPRESSED = {"Aqua", "FreshFlower", "Garden", "YellowFlower", "Wine", "Butterfly-Kenneth-Wimer", "BytheWater"}
@@ -120,31 +119,6 @@ def read_edj_jpeg(path: Path) -> bytes:
     return best
 
 
-def read_image(path: Path | str) -> np.ndarray:
-    """Read any photo (including .edj) as HxWx3 uint8 RGB."""
-    path = Path(path)
-    return decode_image(read_edj_jpeg(path) if path.suffix == ".edj" else path.read_bytes(), str(path))
-
-
-def decode_image(buf: bytes | np.ndarray, name: str = "image") -> np.ndarray:
-    """Encoded bytes (JPEG, PNG, ...) -> HxWx3 uint8 RGB; ValueError naming ``name`` if they are not an image."""
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{name}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def write_image(path: Path | str, img: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-
-
-def list_images(folder: Path | str) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
-
-
 def _run(cmd: list[str], cwd: Path) -> None:
     try:
         subprocess.run(cmd, cwd=cwd.resolve(), check=True, capture_output=True, text=True)
@@ -201,11 +175,11 @@ def _store(split: str, name: str, path: Path, out: Path, max_side: int, faces: b
     target = out / split / f"{name}.png"
     if target.exists():
         return
-    img = read_image(path)
+    img = decode_image(read_edj_jpeg(path), str(path)) if path.suffix == ".edj" else read_image(path)
     if split in ("train", "val") and max(img.shape[:2]) > max_side:  # area-downscaling big photos also cleans their codec noise
         f = max_side / max(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
-    write_image(target, img)
+        img = resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)))
+    write(target, img)
 
 
 def fetch(out: Path, cache: Path | None = None, max_side: int = 2048) -> dict[str, int]:
@@ -269,7 +243,7 @@ def zoomed_crop(img: np.ndarray, size: int, zoom: float, rng: np.random.Generato
     s = float(np.exp(rng.uniform(0.0, np.log(zoom)))) if zoom > 1 else 1.0
     window = max(size, min(round(size * s), *img.shape[:2]))
     crop = paired_random_crop(img, img, window, rng)[1]
-    return crop if window == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return crop if window == size else resize(crop, (size, size))
 
 
 def augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -290,7 +264,7 @@ class TrainingSet:
     images: list[np.ndarray]
     weights: np.ndarray  # draw probability per image
     codec_pairs: list[tuple[int, np.ndarray, Degradation]]  # (index into images, decoded small frame, its stream)
-    val: dict[str, tuple[np.ndarray, np.ndarray]]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8
+    val: dict[str, tuple]  # preset -> (degraded NxHxWx3, clean NxHxWx3) uint8; call sets add each pair's stream (Nx7)
 
 
 def validation_pairs(images: list[np.ndarray], presets=tuple(PRESETS), n: int = 32, size: int = 128,
@@ -446,7 +420,8 @@ class PatchDataset(torch.utils.data.IterableDataset):
     def __init__(self, images: list[np.ndarray], patch: int = 96, seed: int = 0, rank: int = 0,
                  degradation: Degradation | None = None, weights: np.ndarray | None = None,
                  codec_pairs: list[tuple[int, np.ndarray, Degradation]] = (), codec_share: float = 0.3, zoom: float = 1.0,
-                 blind_share: float = 0.2, scale_only_share: float = 0.2, ladder_share: float = 0.0):
+                 blind_share: float = 0.2, scale_only_share: float = 0.2, ladder_share: float = 0.0,
+                 call_pairs: list[tuple[np.ndarray, np.ndarray, Received]] = (), call_share: float = 0.0):
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= patch]
         if not keep:
             raise ValueError(f"no training image is at least {patch}px on its short side")
@@ -458,6 +433,8 @@ class PatchDataset(torch.utils.data.IterableDataset):
         self.blind_share = blind_share  # pairs whose stream is not told (a stream-aware net must also work blind)
         self.scale_only_share = scale_only_share  # of the told ones, told the scale but not the codec (calls)
         self.ladder_share = ladder_share  # of the scaled ones, scaled by a step of a call's ladder (random_degradation)
+        self.call_pairs = [p for p in call_pairs if min(p[1].shape[:2]) >= patch]  # (kd.calldata): call video
+        self.call_share = call_share if self.call_pairs else 0.0
         w = np.ones(len(self.images)) if weights is None else np.asarray(weights, float)[keep]
         self.weights = w / w.sum()
 
@@ -465,6 +442,11 @@ class PatchDataset(torch.utils.data.IterableDataset):
         """One (degraded, clean) uint8 patch pair and its ``stream_condition`` (zeros where it is not told)."""
         told = rng.random() >= self.blind_share
         scale_only = rng.random() < self.scale_only_share
+        if self.degradation is None and self.call_share and rng.random() < self.call_share:
+            degraded, clean, got = self.call_pairs[rng.integers(len(self.call_pairs))]
+            degraded, clean = augment(list(paired_random_crop(degraded, clean, self.patch, rng)), rng)
+            known = got if not scale_only else Received(scale=got.scale, codec=got.codec)  # a receiver blind to QP
+            return degraded, clean, stream_condition(known if told else None)
         if self.degradation is None and self.codec_pairs and rng.random() < self.codec_share:
             i, small, d = self.codec_pairs[rng.integers(len(self.codec_pairs))]
             clean = self.images[i]

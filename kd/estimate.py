@@ -208,14 +208,14 @@ def estimate(image, quantization: dict | None = None, lean: float = LEAN, model:
 
     Never raises for a bad image: a frame with nothing to read (too small, not an image) is "unknown".
     """
-    from kd.sharpen import _to_float_rgb, as_array
+    from kd.imagefile import as_array, to_float_rgb
 
     if quantization is None and isinstance(image, Image.Image):
         quantization = getattr(image, "quantization", None)
     file_quality = jpeg_quality(quantization)
     try:  # a float RGB frame (kd.sharpen's own) is read as it is: converting a 720p frame again took 6 ms
         plain = isinstance(image, np.ndarray) and image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
-        rgb = image if plain else _to_float_rgb(as_array(image)[0])[0]
+        rgb = image if plain else to_float_rgb(as_array(image)[0])[0]
     except (ValueError, TypeError) as e:
         return Estimate(None, f"not an image: {e}")
     model = load_estimator() if model is None else model
@@ -232,13 +232,16 @@ def estimate(image, quantization: dict | None = None, lean: float = LEAN, model:
 
 
 def for_model(model: str, image, quantization: dict | None = None) -> Estimate | None:
-    """The estimate ``stream="auto"`` tells ``model``: None for a blind net or a classical method (they take no
-    stream: nothing is estimated)."""
+    """The estimate ``stream="auto"`` tells ``model``: None for a blind net or a classical method such as "unsharp"
+    (they take no stream: nothing is estimated)."""
     from kd.models import stream_aware
-    from kd.registry import load
-    from kd.sharpen import CLASSICAL
+    from kd.registry import load, weights_path
 
-    return estimate(image, quantization) if model not in CLASSICAL and stream_aware(load(model)) else None
+    try:
+        weights_path(model)
+    except ValueError:  # not a net's name: a classical method
+        return None
+    return estimate(image, quantization) if stream_aware(load(model)) else None
 
 
 def main(argv=None) -> int:

@@ -31,12 +31,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from kd import estimate, peer
-from kd.data import list_images, load_images, read_image, write_image
+from kd.data import load_images
 from kd.degrade import PRESETS, VERSION as DEGRADE_VERSION, display, transmit
 from kd.export import VERSION as EXPORT_VERSION
+from kd.imagefile import list_images, read_image, write
 from kd.metrics import all_metrics
 from kd.models import count_params, gflops
-from kd.registry import WEIGHTS_DIR, plain
+from kd.registry import WEIGHTS_DIR, plain, weights_digest
 from kd.sharpen import sharpen
 
 # method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend", and
@@ -58,8 +59,9 @@ DEFAULT_METHODS = {
     "student + context, 4 experts (earlier), told": str(WEIGHTS_DIR / "ablation" / "student_x2_context.pt") + "+stream",
     "student + context, 16 experts, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x2_experts16.pt") + "+stream",
     "student, call ladder, told (earlier)": str(WEIGHTS_DIR / "ablation" / "student_x2_ladder.pt") + "+stream",
-    "student, experts on every conv, told (previous shipped)":
+    "student, experts on every conv, told (earlier)":
         str(WEIGHTS_DIR / "ablation" / "student_x2_all_experts.pt") + "+stream",
+    "student, stills only, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_stills.pt") + "+stream",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
@@ -98,7 +100,7 @@ def eval_pairs(eval_dir: Path, preset: str, cache: Path) -> list[tuple[str, np.n
             small = read_image(cached)
         else:
             small = transmit(clean, PRESETS[preset])
-            write_image(cached, small)
+            write(cached, small)
         pairs.append((p.stem, small, display(small, clean.shape[:2]), clean))
     return pairs
 
@@ -120,7 +122,7 @@ def method_key(spec: str, preset: str, extra: str = "") -> str:
     """Identifies a method's scores: the weights' bytes (or the classical method's name), backend (and the version of
     the exporter that made its file: an INT8 net changes with its quantisation), stream, pairs."""
     model, backend, told, views = parse_spec(spec)
-    ident = hashlib.sha1(Path(model).read_bytes()).hexdigest() if model.endswith(".pt") else spec
+    ident = weights_digest(model, length=40) if model.endswith(".pt") else spec
     if backend:
         backend += f"|export v{EXPORT_VERSION}"
     tags = (f"|{told}" if told else "") + (f"|x{views}" if views > 1 else "")

@@ -1,7 +1,9 @@
-"""Reading and writing image files at full depth, with the size checked before any pixel is decoded.
+"""Reading, writing and resizing images: the one home of image files in sharpkd.
 
-Shared by the app's uploads and the ``python -m kd.sharpen`` command line: 16-bit PNG/TIFF stay 16-bit, alpha
-is kept, and a decompression bomb is refused from its header instead of filling memory.
+Two readers for two jobs. ``read`` takes a user's file (the app's uploads, ``python -m kd.sharpen``) at full depth:
+16-bit PNG/TIFF stay 16-bit, alpha is kept, and a decompression bomb is refused from its header instead of filling
+memory. ``read_image`` takes a photo of our own data (training, evaluation, stimuli) as 8-bit RGB, the form every net
+and metric works on. ``write`` writes either; ``resize`` and ``fit_to_limit`` change sizes.
 """
 from __future__ import annotations
 
@@ -12,10 +14,52 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kd.sharpen import as_array
-
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+PHOTO_EXTENSIONS = tuple(e for e in EXTENSIONS if e != ".gif")  # what ``list_images`` picks up (OpenCV reads no GIF)
 FULL_DEPTH = (".png", ".tif", ".tiff")  # formats that can hold 16 bits per channel: OpenCV decodes those unchanged
+
+
+def as_array(image) -> tuple[np.ndarray, str | None]:
+    """(array, PIL mode or None). Raises ValueError for anything that is not an image."""
+    if isinstance(image, Image.Image):
+        mode = image.mode
+        if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), mode
+        return np.asarray(image), mode
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an image (numpy array or PIL.Image), got {type(image).__name__}")
+    return image, None
+
+
+def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """HxWx3 float32 in [0, 1] and the alpha channel (or None): what the nets and the stream estimator read.
+    Raises ValueError for a shape, pixel type or value that is not an image."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        f = arr.astype(np.float32) / 255
+    elif arr.dtype == np.uint16:
+        f = arr.astype(np.float32) / 65535
+    elif arr.dtype in (np.float32, np.float64):
+        if not np.isfinite(arr).all():
+            raise ValueError("image contains NaN or infinite values")
+        f = np.clip(arr.astype(np.float32), 0, 1)
+    else:
+        raise ValueError(f"unsupported pixel type {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+    alpha = f[:, :, 3:] if f.shape[2] == 4 else None
+    rgb = np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f[:, :, :3]
+    return np.ascontiguousarray(rgb), alpha
+
+
+def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resample to size=(w, h): area averaging when the pixel count shrinks (no aliasing), bicubic when it grows."""
+    h, w = img.shape[:2]
+    shrink = size[0] * size[1] < w * h
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def fit_to_limit(img: np.ndarray, max_pixels: int) -> tuple[np.ndarray, str]:
@@ -25,7 +69,7 @@ def fit_to_limit(img: np.ndarray, max_pixels: int) -> tuple[np.ndarray, str]:
         return img, ""
     f = (max_pixels / (h * w)) ** 0.5
     nw, nh = max(1, int(w * f)), max(1, int(h * f))
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA), (
+    return resize(img, (nw, nh)), (
         f"The image ({w}×{h}) is larger than the limit of {max_pixels / 1e6:g} MPix and was downscaled to {nw}×{nh}.")
 
 
@@ -81,6 +125,39 @@ def _decode_unchanged(path: Path) -> np.ndarray:
     if img.dtype not in (np.uint8, np.uint16, np.float32):
         raise ValueError(f"unsupported pixel type {img.dtype}")
     return img
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """A photo file of our data as HxWx3 uint8 RGB (gray is repeated, alpha dropped, 16 bits cut to 8)."""
+    path = Path(path)
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(buf: bytes | np.ndarray, name: str = "image") -> np.ndarray:
+    """Encoded bytes (JPEG, PNG, ...) -> HxWx3 uint8 RGB; ValueError naming ``name`` if they are not an image."""
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{name}: not a readable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def list_images(folder: Path | str) -> list[Path]:
+    """The photo files in a folder, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS)
+
+
+def rgb(img: np.ndarray) -> np.ndarray:
+    """HxWx3 from a gray (HxW, HxWx1), gray+alpha or RGB(A) image: gray repeated, alpha dropped."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return img[:, :, :3] if img.shape[2] >= 3 else np.repeat(img[:, :, :1], 3, 2)
+
+
+def skimage_photo(name: str) -> np.ndarray:
+    """A photo bundled with scikit-image by its name in ``skimage.data`` (astronaut, coffee, camera...): no download."""
+    from skimage import data
+
+    return getattr(data, name)()
 
 
 def write(path: Path | str, arr: np.ndarray) -> Path:

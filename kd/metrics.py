@@ -22,6 +22,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(a, b, data_range=255))
 
 
+PSNR_CAP = 99.0  # dB: an exact frame (PSNR inf) counts as this much, so means over frames stay finite
+
+
+def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """``psnr`` with an exact match counted as ``PSNR_CAP`` dB: for means over many frames, where one inf would win."""
+    return min(psnr(a, b), PSNR_CAP)
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM over the full RGB image (per channel, averaged), Gaussian-weighted as in Wang et al. 2004."""
     _check(a, b)

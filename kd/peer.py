@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
 
 from kd.degrade import PRESETS, transmit
+from kd.imagefile import resize
 
 NOISE_LEVELS = (-1, 0, 1, 2, 3)  # -1: super-resolution only
 MODEL = "models-upconv_7_photo"
@@ -48,8 +48,7 @@ def waifu2x(small: np.ndarray, size: tuple[int, int], noise: int) -> np.ndarray:
     h, w = size
     if up.shape[:2] == (h, w):
         return np.ascontiguousarray(up)
-    shrink = up.shape[0] > h
-    return cv2.resize(up, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return resize(up, (w, h))
 
 
 def choose_noise(val_images: list[np.ndarray], preset: str, crop: int = 256) -> int:

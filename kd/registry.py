@@ -68,9 +68,24 @@ def plain(name: str | Path = "student", stream: tuple[float, ...] | None = None)
     return load(name, NOT_TOLD if stream is None else stream)
 
 
-def weights_digest(name: str | Path) -> str:
-    """A short content hash of a model's weights file: caches of its exports and outputs are keyed by it."""
-    return hashlib.sha1(weights_path(name).read_bytes()).hexdigest()[:12]
+def weights_digest(name: str | Path, length: int = 12) -> str:
+    """The fingerprint of a model's weights file (SHA-1 of its bytes, ``length`` hex digits; 40: all of it): caches
+    of its exports and outputs are keyed by it, and reports name the weights that made their numbers by it."""
+    return hashlib.sha1(weights_path(name).read_bytes()).hexdigest()[:length]
+
+
+def weights_note(models: list[str]) -> str:
+    """Which weights made a report's numbers: 'student: weights/student.pt sha1 1234abcd5678 (trained on ...)' per
+    shipped model that exists ('; ' between them)."""
+    notes = []
+    for m in models:
+        path = weights_path(m) if m in MODEL_NAMES else None
+        if path is None or not path.exists():
+            continue
+        meta = torch.load(path, map_location="cpu", weights_only=False).get("meta") or {}
+        trained = f" ({meta['trained_on']})" if isinstance(meta, dict) and meta.get("trained_on") else ""
+        notes.append(f"{m}: weights/{m}.pt sha1 {weights_digest(path)}{trained}")
+    return "; ".join(notes)
 
 
 def multiple(model: torch.nn.Module) -> int:

@@ -186,7 +186,7 @@ def fastest_backend(name: str = "student") -> str:
     return best
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)  # a call may fold a net per scale and quantiser step
 def runner(name: str = "student", backend: str = "auto", precision: str | None = None,
            stream: tuple[float, ...] | None = None) -> Runner:
     """A cached runner for a model name or checkpoint path on ``backend`` (see ``BACKENDS``; ``auto``: the fastest);

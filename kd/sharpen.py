@@ -11,44 +11,9 @@ from PIL import Image
 
 from kd.baselines import unsharp_mask
 from kd.degrade import PRESETS, stream_condition
-from kd.estimate import Estimate, for_model
+from kd.imagefile import as_array, to_float_rgb
 
 CLASSICAL = {"unsharp": unsharp_mask, "none": lambda img: img}
-
-
-def as_array(image) -> tuple[np.ndarray, str | None]:
-    """(array, PIL mode or None). Raises ValueError for anything that is not an image."""
-    if isinstance(image, Image.Image):
-        mode = image.mode
-        if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), mode
-        return np.asarray(image), mode
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected an image (numpy array or PIL.Image), got {type(image).__name__}")
-    return image, None
-
-
-def _to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """HxWx3 float32 in [0, 1] and the alpha channel (or None)."""
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        f = arr.astype(np.float32) / 255
-    elif arr.dtype == np.uint16:
-        f = arr.astype(np.float32) / 65535
-    elif arr.dtype in (np.float32, np.float64):
-        if not np.isfinite(arr).all():
-            raise ValueError("image contains NaN or infinite values")
-        f = np.clip(arr.astype(np.float32), 0, 1)
-    else:
-        raise ValueError(f"unsupported pixel type {arr.dtype}: use uint8, uint16 or float in [0, 1]")
-    alpha = f[:, :, 3:] if f.shape[2] == 4 else None
-    rgb = np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f[:, :, :3]
-    return np.ascontiguousarray(rgb), alpha
 
 
 def _from_float(rgb: np.ndarray, alpha: np.ndarray | None, like: np.ndarray) -> np.ndarray:
@@ -144,13 +109,15 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
     from kd.runtime import runner
 
     arr, mode = as_array(image)
-    rgb, alpha = _to_float_rgb(arr)
+    rgb, alpha = to_float_rgb(arr)
     if model in CLASSICAL:
         u8 = (rgb * 255 + 0.5).astype(np.uint8)
         out = CLASSICAL[model](u8).astype(np.float32) / 255
     else:
         if tile < 64 or (overlap is not None and overlap < 0):
             raise ValueError("tile must be >= 64 and overlap >= 0")
+        from kd.estimate import Estimate, for_model
+
         if isinstance(stream, str) and stream == "auto":
             stream = for_model(str(model), rgb, getattr(image, "quantization", None))
         if isinstance(stream, Estimate):
@@ -223,6 +190,8 @@ def main(argv=None) -> int:
             image, _ = imagefile.read(path)
             stream = None if a.stream == "unknown" else a.stream
             if stream == "auto":
+                from kd.estimate import for_model
+
                 stream = for_model(a.model, image, imagefile.jpeg_quantization(path))
                 if stream is not None:
                     tqdm.write(f"{path.name}: {stream.describe()}")

@@ -11,7 +11,7 @@ frames, checked forward-backward so occluded pixels are left out, then
 - **flicker**: the same on the error signal, mean |(O_t − C_t) − warp(O_{t−1} − C_{t−1})|: how much the damage
   (or the restorer's correction) changes between frames once motion is accounted for. 0 for the clean clip.
 
-Clips are read from files or synthesised as slow pans with a slight zoom over still photos (so tests need no data).
+Clips come from ``kd.clips``: video files, or slow pans with a slight zoom over still photos (so tests need no data).
 """
 from __future__ import annotations
 
@@ -23,122 +23,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from kd.degrade import PRESETS, Degradation, degrade
+from kd.clips import load_photo, pan_clip, parse_size, read_clip
+from kd.degrade import PRESETS, Degradation, degrade, preset
+from kd.registry import weights_note
 from kd.runtime import BACKENDS
-
-# What a call under a bandwidth cap looks like, per frame: half resolution, H.264 at a high QP.
-CALL_PRESET = Degradation(scale=2.0, codec="h264", quality=34)
-SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x360' -> (640, 360)."""
-    try:
-        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like 640x360, got {text!r}") from None
-    if w < 16 or h < 16 or w > 7680 or h > 4320:
-        raise ValueError(f"size {w}x{h} out of range (16..7680 x 16..4320)")
-    return w, h
-
-
-def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale and centre-crop to exactly size=(w, h), keeping the aspect ratio (area filter when shrinking)."""
-    w, h = size
-    fh, fw = frame.shape[:2]
-    s = max(w / fw, h / fh)
-    nw, nh = max(w, round(fw * s)), max(h, round(fh * s))
-    if (nw, nh) != (fw, fh):
-        frame = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    y, x = (nh - h) // 2, (nw - w) // 2
-    return np.ascontiguousarray(frame[y:y + h, x:x + w])
-
-
-def read_clip(path: str | Path, size: tuple[int, int] | None = None, max_frames: int | None = None,
-              start: int = 0) -> tuple[list[np.ndarray], float]:
-    """(RGB uint8 frames, frames per second) of a video file, optionally fitted to size=(w, h)."""
-    import av
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no video at {path}")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as e:
-        raise ValueError(f"{path} is not a readable video: {e}") from None
-    frames: list[np.ndarray] = []
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                if i < start:
-                    continue
-                rgb = frame.to_ndarray(format="rgb24")
-                frames.append(fit(rgb, size) if size else rgb)
-                if max_frames and len(frames) >= max_frames:
-                    break
-        except av.error.FFmpegError as e:
-            if not frames:
-                raise ValueError(f"{path} could not be decoded: {e}") from None
-    if not frames:
-        raise ValueError(f"{path} has no frames" + (f" after frame {start}" if start else ""))
-    return frames, fps
-
-
-def load_photo(name: str) -> np.ndarray:
-    """A scikit-image photo by name (astronaut, coffee...) or an image file, as RGB uint8."""
-    if name in SKIMAGE_PHOTOS:
-        from skimage import data
-
-        return getattr(data, name)()
-    img = cv2.imread(str(name), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{name} is neither a scikit-image photo {SKIMAGE_PHOTOS} nor a readable image file")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def pan_clip(photo: np.ndarray, size: tuple[int, int] = (320, 180), frames: int = 48, speed: float = 1.3,
-             zoom: float = 0.002) -> list[np.ndarray]:
-    """A slow camera pan (``speed`` px/frame, diagonal) with a slight zoom-in (``zoom`` per frame) over a photo.
-
-    The photo is first shrunk so the window covers most of it, then every frame is one sub-pixel affine warp of it,
-    so the true motion is smooth and known and the clean clip does not flicker.
-    """
-    w, h = size
-    ph, pw = photo.shape[:2]
-    margin = speed * frames + 8
-    s = max((w + margin) / pw, (h + margin * h / w) / ph) * 1.05
-    base = cv2.resize(photo, (round(pw * s), round(ph * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    bh, bw = base.shape[:2]
-    out = []
-    for t in range(frames):
-        z = 1 + zoom * t
-        cx = (bw - w) / 2 - speed * (t - frames / 2) * 0.8
-        cy = (bh - h) / 2 - speed * (t - frames / 2) * 0.6
-        # output pixel (u, v) samples base at (cx + w/2 + (u - w/2)/z, cy + h/2 + (v - h/2)/z)
-        m = np.array([[z, 0, -z * (cx + w / 2) + w / 2], [0, z, -z * (cy + h / 2) + h / 2]], np.float64)
-        out.append(cv2.warpAffine(base, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101))
-    return out
-
-
-def weights_note(models: list[str]) -> str:
-    """Which weights made the numbers: '; student weights/student.pt md5 1234abcd (trained on ...)' per shipped model."""
-    import hashlib
-
-    import torch
-
-    notes = []
-    for m in models:
-        path = Path(__file__).resolve().parent.parent / "weights" / f"{m}.pt"
-        if not path.exists():
-            continue
-        meta = torch.load(path, map_location="cpu", weights_only=False).get("meta") or {}
-        trained = f" ({meta['trained_on']})" if isinstance(meta, dict) and meta.get("trained_on") else ""
-        notes.append(f"{m}: weights/{m}.pt md5 {hashlib.md5(path.read_bytes()).hexdigest()[:8]}{trained}")
-    return "; ".join(notes)
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
@@ -200,7 +88,7 @@ def restore(frames: list[np.ndarray], model: str, backend: str = "auto", desc: s
 def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backend: str = "auto",
               name: str = "clip") -> list[dict]:
     """One row per method (clean, input, each model): mean PSNR/SSIM against clean, warp error and flicker."""
-    from kd.metrics import psnr, ssim
+    from kd.metrics import capped_psnr, ssim
 
     flows = motion(clean)
     degraded = [degrade(f, d) for f in tqdm(clean, desc=f"{name}: degrade", unit="frame", leave=False)]
@@ -211,7 +99,7 @@ def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backen
     for method, frames in versions.items():
         rows.append({
             "clip": name, "method": method,
-            "PSNR": float(np.mean([min(psnr(f, c), 99.0) for f, c in zip(frames, clean)])),
+            "PSNR": float(np.mean([capped_psnr(f, c) for f, c in zip(frames, clean)])),
             "SSIM": float(np.mean([ssim(f, c) for f, c in zip(frames, clean)])),
             "warp error": warp_error(frames, flows),
             "flicker": warp_error(frames, flows, reference=clean),
@@ -222,21 +110,13 @@ def clip_rows(clean: list[np.ndarray], d: Degradation, models: list[str], backen
     return rows
 
 
-def resolve_preset(name: str) -> Degradation:
-    if name == "call":
-        return CALL_PRESET
-    if name in PRESETS:
-        return PRESETS[name]
-    raise ValueError(f"unknown preset {name!r}; choose 'call' or one of {sorted(PRESETS)}")
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.temporal", description=__doc__.splitlines()[0])
     ap.add_argument("--clips", nargs="*", default=None,
                     help="video files (default: every clip in data/video, if fetched)")
     ap.add_argument("--pans", nargs="*", default=["astronaut", "coffee"],
                     help="photos to pan over (scikit-image names or image files)")
-    ap.add_argument("--preset", default="call", help=f"'call' ({CALL_PRESET.describe()}) or one of {sorted(PRESETS)}")
+    ap.add_argument("--preset", default="call", help=f"one of {sorted(PRESETS)} (call: {PRESETS['call'].describe()})")
     ap.add_argument("--models", nargs="+", default=["student", "teacher"], help="kd.sharpen models")
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--frames", type=int, default=48, help="frames per clip")
@@ -245,7 +125,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         size = parse_size(a.size)
-        d = resolve_preset(a.preset)
+        d = preset(a.preset)
         if a.frames < 3:
             raise ValueError("--frames must be at least 3")
         clips = a.clips if a.clips is not None else sorted(str(p) for p in Path("data/video").glob("*") if p.is_file())

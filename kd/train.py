@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from kd import checkpoint
+from kd import calldata, checkpoint, recipe
 from kd.data import PatchDataset, load_training, to_tensor
 from kd.degrade import preset, stream_condition
 from kd.labels import LabelledPatches, load_labels
@@ -46,6 +46,8 @@ CLEAN_PSNR_FLOOR = 42.0  # dB between output and input on undegraded frames: RMS
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m kd.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="a TOML file of these flags (recipes/*.toml, kd.recipe); flags given here override it")
     ap.add_argument("--model", default="teacher", choices=sorted(CONFIGS), help="architecture config to train")
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help='override the architecture as JSON, e.g. \'{"arch": "student", "width": 24}\'')
@@ -65,6 +67,9 @@ def parse_args(argv=None):
     ap.add_argument("--msssim-weight", type=float, default=0.2, help="teacher: weight of 1 − MS-SSIM")
     ap.add_argument("--data", type=Path, default=Path("data/train"), help="folder of photos or a packed .npz shard")
     ap.add_argument("--val-data", type=Path, default=Path("data/val"), help="held-out photos (folder data only)")
+    ap.add_argument("--call-data", type=Path, default=None,
+                    help="a call shard (`python -m kd.calldata pack`): train on call video too, validate on its sets")
+    ap.add_argument("--call-share", type=float, default=0.4, help="share of training pairs from --call-data")
     ap.add_argument("--degradation", default="random", help="'random' (training distribution) or a preset name")
     ap.add_argument("--ladder-share", type=float, default=0.0,
                     help="share of the scaled training pairs scaled by a step of a WebRTC sender's ladder "
@@ -97,6 +102,7 @@ def parse_args(argv=None):
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="channels_last memory format (25-33%% faster in fp32 on CPU, faster on GPU)")
     ap.add_argument("--log", type=Path, default=None, help="JSON-lines log (default: OUT with .log.jsonl)")
+    recipe.apply(ap, argv)
     a = ap.parse_args(argv)
     if a.teacher_labels and (a.teacher or a.no_kd or a.feature_weight > 0):
         ap.error("--teacher-labels distils from stored outputs: not with --teacher, --no-kd or --feature-weight")
@@ -143,12 +149,13 @@ def validate(model: nn.Module, val: dict, device, autocast, chunk: int = 8, told
     """
     model.eval()
     out = {}
-    for name, (degraded, clean) in val.items():
+    for name, (degraded, clean, *streams) in val.items():  # call sets carry each pair's own stream
         se_in = se_out = 0.0
         for i in range(0, len(clean), chunk):
             x, y = to_tensor(degraded[i: i + chunk]).to(device), to_tensor(clean[i: i + chunk]).to(device)
+            stream = (streams[0][i: i + chunk] if streams else stream_condition(name)) if told else None
             with autocast:
-                r = model(x, stream=stream_condition(name) if told else None)
+                r = model(x, stream=stream)
             r = (r.float().clamp(0, 1) * 255).round() / 255  # score what a user would save: 8-bit
             se_in += ((x - y) ** 2).sum().item()
             se_out += ((r - y) ** 2).sum().item()
@@ -261,19 +268,24 @@ def main(argv=None):
 
     # --- data -----------------------------------------------------------------------------------
     data = load_training(a.data, a.val_data, a.patch)
+    call_pairs = []
+    if a.call_data:
+        call_pairs, call_val = calldata.load(a.call_data)
+        data.val |= call_val
     degradation = None if a.degradation == "random" else preset(a.degradation)
     if a.teacher_labels:  # stored (degraded, clean, teacher) triples; the photos only give the validation pairs
         ds = LabelledPatches(load_labels(a.teacher_labels), a.patch, seed=a.seed * 1000 + step, rank=rank)
     else:
         ds = PatchDataset(data.images, a.patch, seed=a.seed * 1000 + step, rank=rank, degradation=degradation,
                           weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom, blind_share=a.blind_share,
-                          scale_only_share=a.scale_only_share, ladder_share=a.ladder_share)  # a new stream on resume
+                          scale_only_share=a.scale_only_share, ladder_share=a.ladder_share,  # a new stream on resume
+                          call_pairs=call_pairs, call_share=a.call_share)
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
                                               pin_memory=device.type == "cuda", persistent_workers=a.workers > 0,
                                               worker_init_fn=leave_sigterm_to_the_main))
     if master:
         print(json.dumps({"config": config_of(model), "student": student, "images": len(data.images),
-                          "codec_pairs": len(data.codec_pairs), "val_presets": sorted(data.val),
+                          "codec_pairs": len(data.codec_pairs), "call_pairs": len(call_pairs), "val_presets": sorted(data.val),
                           **{k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}, "model": name}))
 
     # --- loop -----------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
     python -m kd.video IN.mp4 OUT.mp4 [--model student] [--simulate medium] [--side-by-side]
 
+An H.264 or VP8 input (a recorded call, say) is sharpened told each frame's quantiser, read from its bitstream as a
+call's receiver reads it (``kd.callcodec``), at its own size (``--tell nothing``: blind).
+
 Output is H.264 (yuv420p, CRF 18) with the input's timestamps (variable frame rates stay variable) and its
 colour tags: matrix, range, primaries and transfer are read from the input, used to convert to RGB and back, and
 written to the output, so colours do not shift. Audio is not copied.
@@ -16,6 +19,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from kd.callcodec import CALL_CODECS, h264_frame_qp, received, told_step, vp8_q_index
+from kd.clips import open_video
 from kd.degrade import PRESETS, degrade
 from kd.runtime import BACKENDS
 from kd.sharpen import sharpen
@@ -46,22 +51,27 @@ def from_rgb(rgb: np.ndarray, c: dict) -> av.VideoFrame:
     return out
 
 
+def frames_and_quantisers(container, stream, tell: bool):
+    """(decoded frame, the stream its net is told) in order: for H.264 and VP8 with ``tell``, the frame's quantiser
+    in its codec's steps at scale 1 (the file is shown at its decoded size); otherwise None (blind)."""
+    codec = stream.codec_context.name if tell and stream.codec_context.name in CALL_CODECS else None
+    if codec == "h264":
+        stream.codec_context.options = {"export_side_data": "venc_params"}
+    for packet in container.demux(stream):
+        header_qp = vp8_q_index(bytes(packet)) if codec == "vp8" and packet.size else None
+        for frame in packet.decode():
+            qp = h264_frame_qp(frame) if codec == "h264" else header_qp
+            yield frame, (received(codec, 1.0, told_step(codec, qp)) if qp is not None else None)
+
+
 def process(src: Path | str, dst: Path | str, model: str = "student", simulate: str | None = None,
-            side_by_side: bool = False, backend: str = "auto", max_frames: int | None = None) -> int:
+            side_by_side: bool = False, backend: str = "auto", max_frames: int | None = None, tell: bool = True) -> int:
     """Returns the number of frames written."""
     src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise FileNotFoundError(f"no video at {src}")
     if simulate and simulate not in PRESETS:
         raise ValueError(f"unknown preset {simulate!r}; choose from {sorted(PRESETS)}")
-    try:
-        inp = av.open(str(src))
-    except av.error.FFmpegError as e:
-        raise ValueError(f"{src} is not a readable video: {e}") from None
+    inp, vin = open_video(src)
     with inp:
-        if not inp.streams.video:
-            raise ValueError(f"{src} has no video stream")
-        vin = inp.streams.video[0]
         if inp.format.name in TEXT_AS_VIDEO or vin.codec_context.name in TEXT_AS_VIDEO:
             raise ValueError(f"{src} is a text file, not a video")
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
@@ -70,11 +80,12 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
         written = 0
         with av.open(str(dst), "w") as out:
             vout, c = None, None
-            for frame in tqdm(inp.decode(vin), total=total, desc=f"sharpening {src.name}", unit="frame"):
+            decoded = frames_and_quantisers(inp, vin, tell and not simulate)
+            for frame, known in tqdm(decoded, total=total, desc=f"sharpening {src.name}", unit="frame"):
                 c = c or colour(frame)
                 rgb = to_rgb(frame, c)
                 shown = degrade(rgb, simulate) if simulate else rgb
-                restored = sharpen(shown, model=model, backend=backend, stream=simulate)
+                restored = sharpen(shown, model=model, backend=backend, stream=simulate or known)
                 picture = np.concatenate([shown, restored], axis=1) if side_by_side else restored
                 h, w = picture.shape[:2]
                 picture = picture[: h - h % 2, : w - w % 2]  # yuv420p needs even sizes
@@ -110,9 +121,11 @@ def main(argv=None):
     ap.add_argument("--side-by-side", action="store_true", help="write degraded | sharpened next to each other")
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--tell", default="qp", choices=["qp", "nothing"],
+                    help="tell the net each H.264/VP8 frame's quantiser from the bitstream, or nothing (blind)")
     a = ap.parse_args(argv)
     try:
-        n = process(a.input, a.output, a.model, a.simulate, a.side_by_side, a.backend, a.max_frames)
+        n = process(a.input, a.output, a.model, a.simulate, a.side_by_side, a.backend, a.max_frames, a.tell == "qp")
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")
     print(f"wrote {n} frames to {a.output}")

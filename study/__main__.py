@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def stimuli_dir(config_path: Path) -> Path:
@@ -97,14 +96,11 @@ def main(argv=None) -> int:
 
             print(f"imported {import_votes(engine, a.file)} new votes")
         elif a.cmd == "export":
-            from study.votes_io import export_votes
+            from study.votes_io import write_votes
 
-            df = export_votes(engine)
+            n = write_votes(engine, a.out or sys.stdout)
             if a.out:
-                df.to_csv(a.out, index=False)
-                print(f"wrote {len(df)} votes to {a.out}")
-            else:
-                df.to_csv(sys.stdout, index=False)
+                print(f"wrote {n} votes to {a.out}")
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

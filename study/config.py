@@ -5,16 +5,18 @@ See ``study/example.toml``. Every error names the file and, where it can be foun
 """
 from __future__ import annotations
 
-import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kd.degrade import PRESETS
+from kd.tomlfile import line_of, read_toml
 
 KINDS = ("reference", "degraded", "unsharp", "model")
 DESIGNS = ("pc", "acr-hr", "dcr", "ab")
 SKIMAGE_PREFIX = "skimage:"
+# conditions every study has besides its own: stimuli.py renders them, the schedule, votes and report tell them apart
+GOLD = "gold-severe"  # a hidden condition used only in gold trials
+ANCHOR_BEST, ANCHOR_WORST = "anchor-best", "anchor-worst"  # rendered from training photos only
 
 
 class ConfigError(ValueError):
@@ -89,38 +91,12 @@ SETTINGS = {
 TABLES = {"images": ("name", "path"), "training": ("name", "path"), "conditions": ("name", "kind", "preset", "model")}
 
 
-def _line(text: str, key: str, table: str | None = None, index: int = 0) -> str:
-    """':N' for the line that sets ``key`` (at top level, or in the index-th [[table]]), else ''."""
-    current, count = None, {}
-    for i, line in enumerate(text.splitlines(), 1):
-        code = line.split("#", 1)[0].strip()
-        head = re.fullmatch(r"\[\[\s*([\w-]+)\s*\]\]", code) or re.fullmatch(r"\[\s*([\w-]+)\s*\]", code)
-        if head:
-            current = head.group(1)
-            count[current] = count.get(current, -1) + 1
-            if key == "" and current == table and count[current] == index:
-                return f":{i}"
-            continue
-        here = current is None if table is None else (current == table and count.get(table) == index)
-        if here and re.match(rf'["\']?{re.escape(key)}["\']?\s*=', code):
-            return f":{i}"
-    return ""
-
-
 def load_config(path: Path | str) -> StudyConfig:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such study file")
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: malformed TOML: {e}") from None
+    text, raw = read_toml(path, "study file", ConfigError)
 
     def fail(msg: str, key: str = "", table: str | None = None, index: int = 0):
-        raise ConfigError(f"{path}{_line(text, key, table, index) if key or table else ''}: {msg}")
+        raise ConfigError(f"{path}{line_of(text, key, table, index) if key or table else ''}: {msg}")
 
     def typed(value, types, key, what, table=None, index=0):
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)))
@@ -184,7 +160,7 @@ def load_config(path: Path | str) -> StudyConfig:
         if preset not in PRESETS:
             fail(f"condition {name!r}: unknown preset {preset!r} (choose from {sorted(PRESETS)})", "preset", "conditions", i)
         if kind == "model":
-            from kd.runtime import weights_path
+            from kd.registry import weights_path
 
             try:
                 if not weights_path(model).exists():

@@ -22,9 +22,9 @@ from scipy import stats
 
 from study import db
 from study.bt import bradley_terry
+from study.config import GOLD
 from study.mos import clustered_mean_ci, votes_for_halfwidth, votes_for_preference
 from study.screening import ratings_long, screen
-from study.stimuli import GOLD
 
 SCORED = ("acr-hr", "dcr", "ab")
 PREFERRED = ("pc", "ab")

@@ -25,8 +25,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from study import db
-from study.config import StudyConfig
-from study.stimuli import ANCHOR_BEST, ANCHOR_WORST, GOLD
+from study.config import ANCHOR_BEST, ANCHOR_WORST, GOLD, StudyConfig
 
 PREFERENCES = ("a", "b", "none")
 

@@ -16,16 +16,13 @@ import numpy as np
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from kd.data import read_image, write_image
 from kd.degrade import degrade
+from kd.imagefile import read_image, rgb, skimage_photo, write
 from kd.metrics import all_metrics
-from kd.runtime import weights_digest
+from kd.registry import weights_digest
 from kd.sharpen import sharpen
 from study import db
-from study.config import SKIMAGE_PREFIX, Condition, StudyConfig
-
-GOLD = "gold-severe"  # a hidden condition used only in gold trials
-ANCHOR_BEST, ANCHOR_WORST = "anchor-best", "anchor-worst"  # rendered from training photos only
+from study.config import ANCHOR_BEST, ANCHOR_WORST, GOLD, SKIMAGE_PREFIX, Condition, StudyConfig
 
 
 def serve_dir(out: Path) -> Path:
@@ -34,15 +31,8 @@ def serve_dir(out: Path) -> Path:
 
 
 def load_source(path: str, crop: int) -> np.ndarray:
-    if path.startswith(SKIMAGE_PREFIX):
-        from skimage import data
-
-        img = getattr(data, path[len(SKIMAGE_PREFIX):])()
-    else:
-        img = read_image(path)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, 2)
-    img = np.ascontiguousarray(img[:, :, :3])
+    img = skimage_photo(path[len(SKIMAGE_PREFIX):]) if path.startswith(SKIMAGE_PREFIX) else read_image(path)
+    img = np.ascontiguousarray(rgb(img))
     if crop and min(img.shape[:2]) > crop:
         y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
         img = np.ascontiguousarray(img[y: y + crop, x: x + crop])
@@ -79,7 +69,7 @@ def build(cfg: StudyConfig, engine: sa.Engine, out: Path) -> int:
                     img = read_image(cached)
                 else:
                     img = render(clean, cond)
-                    write_image(cached, img)
+                    write(cached, img)
                     made += 1
                 scores = all_metrics(img, clean)
                 scores = {k: (None if not np.isfinite(v) else v) for k, v in scores.items()}

@@ -14,9 +14,9 @@ import gradio as gr
 import sqlalchemy as sa
 
 from study import access, db
-from study.config import StudyConfig
+from study.config import ANCHOR_BEST, ANCHOR_WORST, StudyConfig
+from study.hosting import Hosting
 from study.schedule import Study, StudyFull, TooFast
-from study.stimuli import ANCHOR_BEST, ANCHOR_WORST
 
 ACR = [("5 – Excellent", 5), ("4 – Good", 4), ("3 – Fair", 3), ("2 – Poor", 2), ("1 – Bad", 1)]
 DCR = [("5 – Imperceptible", 5), ("4 – Perceptible but not annoying", 4), ("3 – Slightly annoying", 3),
@@ -205,8 +205,10 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
 ADMIN_THROTTLE = access.Throttle(limit=5, window=60)
 
 
-def admin_view(engine: sa.Engine, password: str, client: str = ""):
-    """(summary text, condition table or None, report file paths) for the admin page.
+def admin_view(engine: sa.Engine, password: str, client: str = "", note: str = ""):
+    """(summary text, condition table or None, download paths) for the admin page. The downloads are the votes'
+    lossless export (``votes.csv``, which ``python -m study import-votes`` reads back, so a study run on a hosted app
+    can be analysed elsewhere) and the report files; ``note`` (where the votes are kept) ends the summary.
 
     Raises PermissionError when the page is off (no STUDY_ADMIN_PASSWORD on the server), the password is wrong, or
     this client has given 5 wrong passwords in the last minute (then even the right one is refused unchecked).
@@ -216,6 +218,7 @@ def admin_view(engine: sa.Engine, password: str, client: str = ""):
     from pathlib import Path
 
     from study.report import build_report, write
+    from study.votes_io import write_votes
 
     expected = os.environ.get("STUDY_ADMIN_PASSWORD")
     if not expected:
@@ -231,31 +234,51 @@ def admin_view(engine: sa.Engine, password: str, client: str = ""):
         n_raters, n_votes = count(db.raters), count(db.votes)
         n_done = count(sa.select(db.raters.c.id).where(db.raters.c.completed.isnot(None)).subquery())
     text = f"**{n_raters}** raters ({n_done} finished), **{n_votes}** votes."
+    folder = Path(tempfile.mkdtemp(prefix="study_admin_"))
+    votes_csv = folder / "votes.csv"
+    write_votes(engine, votes_csv)
     try:
         tables = build_report(engine)
-    except ValueError as e:  # no votes yet
-        return f"{text} {e}.", None, []
-    paths = write(tables, Path(tempfile.mkdtemp(prefix="study_report_")))
-    key = "conditions_screened" if "conditions_screened" in tables else "conditions_all"
-    return text, tables[key].round(3), [str(p) for p in paths]
+    except ValueError:  # no votes yet
+        tables = {}
+    key = next((k for k in ("conditions_screened", "conditions_all") if k in tables), None)
+    if key is None:  # no votes, or only practice ones
+        return "\n\n".join(filter(None, [f"{text} No report before the first rated trial.", note])), None, [str(votes_csv)]
+    paths = write(tables, folder / "report")
+    return "\n\n".join(filter(None, [text, note])), tables[key].round(3), [str(votes_csv), *map(str, paths)]
 
 
-def render_admin(engine: sa.Engine) -> None:
-    """Progress, the live report and CSV downloads, behind STUDY_ADMIN_PASSWORD (throttled)."""
-    password = gr.Textbox(label="Admin password", type="password")
-    show_btn = gr.Button("Show progress and report")
-    summary = gr.Markdown()
-    table = gr.Dataframe(interactive=False)
-    files = gr.File(label="Report files (CSV, Markdown, HTML)", file_count="multiple")
+def render_admin(engine: sa.Engine, note: str = "") -> None:
+    """Progress, the live report and downloads (the votes' export, the report), behind STUDY_ADMIN_PASSWORD
+    (throttled). ``note``: where the votes are kept (``study.hosting``), shown after login."""
+    password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password")
+    show_btn = gr.Button("Show progress and report", elem_id="admin-show")
+    summary = gr.Markdown(elem_id="admin-summary")
+    table = gr.Dataframe(interactive=False, visible=False)
+    files = gr.File(label="Downloads: votes.csv (every vote; python -m study import-votes reads it back) and the "
+                          "report (CSV, Markdown, HTML)", file_count="multiple", elem_id="admin-files")
 
     def admin(pw: str, request: gr.Request):
         try:
-            return admin_view(engine, pw, request.client.host if request and request.client else "")
+            text, conditions, paths = admin_view(engine, pw, request.client.host if request and request.client else "", note)
+            return text, gr.Dataframe(conditions, visible=conditions is not None), paths
         except PermissionError as e:
             gr.Warning(str(e))
             return gr.update(), gr.update(), gr.update()
 
-    show_btn.click(admin, password, [summary, table, files], api_visibility="private")
+    show_btn.click(admin, password, [summary, table, files], api_name="study_admin", api_visibility="private")
+
+
+def render_hosted(cfg: StudyConfig, engine: sa.Engine, hosting: Hosting, blocks: gr.Blocks) -> None:
+    """The Rate tab of app.py: the rating UI, or why it collects no votes (``study.hosting.Hosting.refusal``), and
+    the admin view below, which also says where the votes are kept."""
+    if hosting.refusal:
+        gr.Markdown(f"**{hosting.refusal}**", elem_id="study-refused")
+    else:
+        gr.Markdown("Help us measure picture quality. It takes about five minutes.")
+        render_rating(cfg, engine, blocks)
+    with gr.Accordion("Study admin", open=False):
+        render_admin(engine, hosting.notice())
 
 
 def make_app(cfg: StudyConfig, engine: sa.Engine) -> gr.Blocks:

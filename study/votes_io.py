@@ -21,9 +21,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from study import db
-from study.config import DESIGNS
+from study.config import DESIGNS, GOLD
 from study.schedule import check_answer
-from study.stimuli import GOLD
 
 REQUIRED = ("rater", "image", "condition_a")
 EXPORT = ("rater", "trial", "kind", "design", "image", "condition_a", "condition_b", "score_a", "score_b",
@@ -173,6 +172,13 @@ def import_votes(engine: sa.Engine, path: Path | str, conditions: set[str] | Non
             conn.execute(db.votes.insert().values(**r))
             stored += 1
     return stored
+
+
+def write_votes(engine: sa.Engine, out) -> int:
+    """Write the export as CSV to a path or an open text file (what ``import_votes`` reads back); returns the count."""
+    df = export_votes(engine)
+    df.to_csv(out, index=False)
+    return len(df)
 
 
 def export_votes(engine: sa.Engine) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from app_server import ROOT, running_app
-from kd.data import read_image, write_image
+from kd.imagefile import read_image, write
 from kd.degrade import degrade
 
 MAX_PIXELS = 300_000
@@ -37,7 +37,7 @@ def test_named_endpoints(client):
 def test_sharpen_returns_a_same_size_changed_image(client, tmp_path, photo, model):
     src = tmp_path / "in.png"
     degraded = degrade(np.ascontiguousarray(photo[:301, :257]), "medium")  # odd size
-    write_image(src, degraded)
+    write(src, degraded)
     preview, png = client.predict(handle_file(str(src)), model, api_name="/sharpen")
     out = read_image(preview)
     assert out.shape == degraded.shape
@@ -49,7 +49,7 @@ def test_sharpen_takes_what_the_connection_did_if_known(client, tmp_path, photo)
     """Optional third input: "auto" (the default: estimated), "unknown" (blind) or a preset, which the stream-aware
     student is told."""
     src = tmp_path / "in.png"
-    write_image(src, degrade(np.ascontiguousarray(photo[:128, :160]), "medium"))
+    write(src, degrade(np.ascontiguousarray(photo[:128, :160]), "medium"))
     blind = read_image(client.predict(handle_file(str(src)), "student", "unknown", api_name="/sharpen")[1])
     told = read_image(client.predict(handle_file(str(src)), "student", "medium", api_name="/sharpen")[1])
     assert not np.array_equal(blind, told)  # the shipped student is stream-aware
@@ -83,7 +83,7 @@ def test_grayscale_rgba_and_16_bit_uploads(client, tmp_path, photo):
 
 def test_large_image_is_downscaled_not_refused(client, tmp_path):
     big = cv2.resize(read_image(ROOT / "demo/clean/coffee.png"), (800, 700))
-    write_image(tmp_path / "big.png", big)
+    write(tmp_path / "big.png", big)
     out = read_image(client.predict(handle_file(str(tmp_path / "big.png")), "student", api_name="/sharpen")[0])
     assert out.shape[0] * out.shape[1] <= MAX_PIXELS
     assert abs(out.shape[1] / out.shape[0] - 800 / 700) < 0.02
@@ -110,7 +110,7 @@ def test_huge_image_is_refused_from_its_header(client, tmp_path):
 
 def test_simulate_on_a_tiny_image_says_why(client, tmp_path):
     tiny = tmp_path / "tiny.png"
-    write_image(tiny, np.full((1, 1, 3), 128, np.uint8))
+    write(tiny, np.full((1, 1, 3), 128, np.uint8))
     with pytest.raises(Exception, match="at least 32×32"):
         client.predict(handle_file(str(tiny)), "medium", 2, 30, api_name="/simulate")
 
@@ -120,7 +120,7 @@ def test_result_files_are_not_left_behind(tmp_path, photo):
     temp, cache = tmp_path / "tmp", tmp_path / "gradio"
     temp.mkdir()
     src = tmp_path / "in.png"
-    write_image(src, np.ascontiguousarray(photo[:64, :64]))
+    write(src, np.ascontiguousarray(photo[:64, :64]))
     with running_app("--study", "", "--keep-files", "4", env={"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(cache)}) as url:
         c = Client(url, verbose=False)
         for _ in range(3):
@@ -132,17 +132,6 @@ def test_result_files_are_not_left_behind(tmp_path, photo):
         assert len(list(ours[0].iterdir())) == 1  # the three old results went
         copies = [f for f in cache.rglob("*") if f.name == "in.png" or f.name.startswith("sharpened-")]
         assert copies and all(time.time() - f.stat().st_mtime < 8 for f in copies)  # Gradio's copies went too
-
-
-def test_live_frames_are_scaled_to_the_working_size():
-    import app
-
-    frame = np.random.default_rng(0).integers(0, 255, (1440, 1920, 3), np.uint8)
-    out, status, clock = app.live_frame(frame, "off", None)
-    assert out.shape[0] * out.shape[1] <= app.LIVE_PIXELS and abs(out.shape[1] / out.shape[0] - 4 / 3) < 0.01
-    assert "camera 1920×1440 → " in status
-    out, status, clock = app.live_frame(frame, "medium", clock)
-    assert "fps delivered" in status
 
 
 @pytest.mark.parametrize("payload", [b"definitely not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])

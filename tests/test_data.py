@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 
-from kd.data import FACE_PREFIX, KPHOTOALBUM_PEOPLE, SOURCES, _store, draw_weights, list_images, write_image
+from kd.data import FACE_PREFIX, KPHOTOALBUM_PEOPLE, SOURCES, _store, draw_weights
+from kd.imagefile import list_images, write
 
 
 def test_kphotoalbum_people_are_faces_and_scenes_are_not(tmp_path):
     demo = tmp_path / "root/usr/share/kphotoalbum/demo"
     scenes = ["sunset", "skagen"]
     for name in [*KPHOTOALBUM_PEOPLE[:3], *scenes]:
-        write_image(demo / f"{name}.jpg", np.full((40, 60, 3), 128, np.uint8))
+        write(demo / f"{name}.jpg", np.full((40, 60, 3), 128, np.uint8))
     (demo / "index.xml").write_text("<db/>")  # not a photo: never picked
 
     out = tmp_path / "data"
@@ -28,10 +29,11 @@ def test_pack_makes_the_asked_number_of_codec_pairs_per_crop(tmp_path):
     small frame of that crop at its own scale; 0 gives none. The shard loads back as training data."""
     from skimage import data as skdata
 
-    from kd.data import load_training, main as data_main, write_image
+    from kd.data import load_training, main as data_main
+    from kd.imagefile import write
 
-    write_image(tmp_path / "train" / "coffee.png", skdata.coffee()[:200, :240])
-    write_image(tmp_path / "train" / "chelsea.png", skdata.chelsea()[:180, :200])
+    write(tmp_path / "train" / "coffee.png", skdata.coffee()[:200, :240])
+    write(tmp_path / "train" / "chelsea.png", skdata.chelsea()[:180, :200])
     for per_crop, name in ((2, "two.npz"), (0, "none.npz")):
         data_main(["pack", "--src", str(tmp_path / "train"), "--val", str(tmp_path / "no-val"), "--out",
                    str(tmp_path / name), "--max-mb", "0.08", "--size", "96", "--codec-per-crop", str(per_crop)])
@@ -51,10 +53,11 @@ def test_packed_codec_pairs_are_told_their_full_stream(tmp_path):
     so a GPU run never saw told H.264 and lost `call`."""
     from skimage import data as skdata
 
-    from kd.data import PatchDataset, load_training, main as data_main, write_image
+    from kd.data import PatchDataset, load_training, main as data_main
+    from kd.imagefile import write
     from kd.degrade import stream_condition
 
-    write_image(tmp_path / "train" / "coffee.png", skdata.coffee()[:200, :240])
+    write(tmp_path / "train" / "coffee.png", skdata.coffee()[:200, :240])
     data_main(["pack", "--src", str(tmp_path / "train"), "--val", str(tmp_path / "no-val"), "--out",
                str(tmp_path / "s.npz"), "--max-mb", "0.05", "--size", "96", "--codec-per-crop", "3",
                "--ladder-share", "1"])

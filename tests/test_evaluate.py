@@ -6,7 +6,7 @@ import pytest
 from skimage import data
 
 from kd import peer
-from kd.data import write_image
+from kd.imagefile import write
 from kd.evaluate import main as evaluate_main
 from kd.sharpen import sharpen as kd_sharpen
 
@@ -14,9 +14,9 @@ from kd.sharpen import sharpen as kd_sharpen
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
-    write_image(root / "eval" / "coffee.png", data.coffee()[:200, :240])
-    write_image(root / "eval" / "chelsea.png", data.chelsea()[:180, :200])
-    write_image(root / "val" / "rocket.png", data.rocket()[:160, :200])
+    write(root / "eval" / "coffee.png", data.coffee()[:200, :240])
+    write(root / "eval" / "chelsea.png", data.chelsea()[:180, :200])
+    write(root / "val" / "rocket.png", data.rocket()[:160, :200])
     return root
 
 

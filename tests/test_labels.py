@@ -5,7 +5,8 @@ import torch
 from skimage import data as skdata
 
 from kd import checkpoint
-from kd.data import write_image, zoomed_crop
+from kd.data import zoomed_crop
+from kd.imagefile import write
 from kd.labels import LabelledPatches, load_labels, make_labels
 from kd.models import build
 from kd.train import main as train_main
@@ -29,7 +30,7 @@ def test_zoomed_crop_shows_more_of_the_scene_within_the_photo():
 def tiny_teacher(tmp_path_factory):
     d = tmp_path_factory.mktemp("labels")
     for name in ("chelsea", "coffee"):
-        write_image(d / "train" / f"{name}.png", getattr(skdata, name)())
+        write(d / "train" / f"{name}.png", getattr(skdata, name)())
     torch.manual_seed(0)
     net = build({"arch": "teacher", "blocks": 1, "width": 8, "unshuffle": 2, "coring": 1.0})
     torch.nn.init.normal_(net.tail.weight, std=0.05)

@@ -3,7 +3,7 @@ import pytest
 from scipy.signal import convolve2d
 
 from kd.degrade import degrade
-from kd.metrics import all_metrics, ms_ssim, psnr, ssim
+from kd.metrics import PSNR_CAP, all_metrics, capped_psnr, ms_ssim, psnr, ssim
 
 
 def wang_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,3 +51,9 @@ def test_ms_ssim_drops_with_damage(photo):
 def test_shape_mismatch_is_an_error(photo):
     with pytest.raises(ValueError, match="shape"):
         psnr(photo, photo[1:])
+
+
+def test_capped_psnr_counts_an_exact_frame_as_the_cap(photo):
+    noisy = np.clip(photo.astype(int) + 3, 0, 255).astype(np.uint8)
+    assert psnr(photo, photo) == np.inf and capped_psnr(photo, photo) == PSNR_CAP == 99.0
+    assert capped_psnr(noisy, photo) == psnr(noisy, photo) < PSNR_CAP

@@ -6,7 +6,8 @@ from skimage import data as skdata
 
 import kd
 from kd import checkpoint, ship
-from kd.data import load_images, validation_pairs, write_image
+from kd.data import load_images, validation_pairs
+from kd.imagefile import write
 from kd.degrade import stream_condition
 from kd.models import build
 
@@ -58,8 +59,8 @@ def test_coring_of_a_stream_aware_net_is_chosen_told_and_blind_apart():
 
 def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
     val = tmp_path / "val"
-    write_image(val / "astronaut.png", skdata.astronaut())
-    write_image(val / "coffee.png", skdata.coffee())
+    write(val / "astronaut.png", skdata.astronaut())
+    write(val / "coffee.png", skdata.coffee())
     net = build({"arch": "student", "width": 8, "convs": 1, "unshuffle": 4, "rep": True})
     torch.nn.init.normal_(net.tail.weight, std=0.02)
     checkpoint.save(tmp_path / "run.best.pt", net)
@@ -80,7 +81,7 @@ def test_ship_cli_folds_ema_weights_and_stores_the_coring(tmp_path):
 def test_ship_cli_reads_the_validation_crops_of_a_packed_shard(tmp_path):
     """A GPU machine has the shard, not the photos: coring is chosen on the crops stored in it, the same choice."""
     val = tmp_path / "val"
-    write_image(val / "astronaut.png", skdata.astronaut())
+    write(val / "astronaut.png", skdata.astronaut())
     pairs = validation_pairs(load_images(val), presets=("clean", "mild"))
     np.savez(tmp_path / "shard.npz", **{f"val_{k}": np.stack(v) for k, v in pairs.items()})
     checkpoint.save(tmp_path / "run.best.pt", offset_student(3.3))

@@ -13,10 +13,10 @@ from scipy import stats
 
 from study import access, db
 from study.__main__ import main as study_cli
-from study.config import load_config
+from study.config import ANCHOR_BEST, ANCHOR_WORST, GOLD, load_config
 from study.report import build_report, write
 from study.schedule import Study, StudyFull, TooFast
-from study.stimuli import ANCHOR_BEST, ANCHOR_WORST, GOLD, build
+from study.stimuli import build
 from study.votes_io import export_votes
 
 TRUTH = {"reference": 4.6, "mild": 3.7, "unsharp": 2.8, "medium": 1.9, GOLD: 1.0}

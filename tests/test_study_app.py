@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from gradio_client import Client
 
 from app_server import ROOT, free_port, running_app, serving
-from kd.data import read_image
+from kd.imagefile import read_image
 from study import access, db
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,7 +3,11 @@ import av
 import numpy as np
 import pytest
 
-from kd.temporal import CALL_PRESET, clip_rows, main, motion, pan_clip, read_clip, warp_error
+from kd.clips import pan_clip, read_clip
+from kd.degrade import PRESETS
+from kd.temporal import clip_rows, main, motion, warp_error
+
+CALL_PRESET = PRESETS["call"]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +70,7 @@ def test_cli_prints_per_clip_and_mean_tables(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "pan:astronaut" in text and "warp error" in text and "flicker" in text and "Mean over 1 clips" in text
     assert out.read_text().startswith("# Temporal stability")
+    assert f"preset `call` ({CALL_PRESET.describe()})" in text  # kd.degrade's call preset, not a second one of its own
     with pytest.raises(SystemExit, match="unknown preset"):
         main(["--clips", "--preset", "awful"])
     with pytest.raises(SystemExit, match="no video"):

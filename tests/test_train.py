@@ -7,7 +7,8 @@ import torch
 from skimage import data as skdata
 
 from kd import checkpoint
-from kd.data import PatchDataset, write_image
+from kd.data import PatchDataset
+from kd.imagefile import write
 from kd.degrade import preset
 from kd.losses import FeatureAdapters, distillation_loss, restoration_loss
 from kd.models import build
@@ -18,7 +19,7 @@ from kd.train import main as train_main
 def photo_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("photos")
     for name in ("chelsea", "coffee", "rocket"):
-        write_image(d / f"{name}.png", getattr(skdata, name)())
+        write(d / f"{name}.png", getattr(skdata, name)())
     return d
 
 

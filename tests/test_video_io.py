@@ -112,3 +112,37 @@ def test_simulated_video_tells_a_stream_aware_net(tmp_path, aware_net_path):
         with av.open(str(tmp_path / f"{name}.mp4")) as c:
             videos[name] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
     assert np.abs(videos["told"].astype(int) - videos["folded"]).mean() < 0.5  # (x264 may code a 1-level change differently)
+
+
+def test_a_coded_video_tells_the_net_each_frames_quantiser(tmp_path, aware_net_path):
+    """An H.264 file is sharpened told each frame's QP (read from its bitstream, in the codec's steps, at scale 1):
+    coded at QP 27 throughout, its video equals the one made by the net folded for that stream, and not the blind one."""
+    from skimage import data
+
+    from kd import checkpoint
+    from kd.degrade import Received, stream_condition
+    from kd.video import frames_and_quantisers
+
+    photo = data.astronaut()
+    with av.open(str(tmp_path / "in.mp4"), "w") as out:
+        s = out.add_stream("libx264", rate=15)
+        s.height, s.width, s.pix_fmt = 96, 128, "yuv420p"
+        s.options = {"qp": "27", "x264-params": "ipratio=1:pbratio=1:aq-mode=0"}
+        for i in range(4):
+            crop = np.ascontiguousarray(photo[100 + 3 * i: 196 + 3 * i, 150:278])
+            for p in s.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    with av.open(str(tmp_path / "in.mp4")) as c:
+        told = [known for _, known in frames_and_quantisers(c, c.streams.video[0], True)]
+    assert told == [Received(1.0, "h264", 27.0)] * 4
+    folded = tmp_path / "folded.pt"
+    checkpoint.save(folded, checkpoint.load_model(aware_net_path).for_stream(stream_condition(told[0])))
+    videos = {}
+    for name, model, tell in (("told", aware_net_path, True), ("blind", aware_net_path, False), ("folded", str(folded), False)):
+        process(tmp_path / "in.mp4", tmp_path / f"{name}.mp4", model=model, backend="torch", tell=tell)
+        with av.open(str(tmp_path / f"{name}.mp4")) as c:
+            videos[name] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]).astype(int)
+    assert np.abs(videos["told"] - videos["folded"]).mean() < 0.5
+    assert np.abs(videos["blind"] - videos["folded"]).mean() > 2

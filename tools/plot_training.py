@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PRESETS = ("mild", "medium", "severe", "call")
+PRESETS = ("mild", "medium", "severe", "call")  # first, in this order; then any other validation set the logs hold
 
 
 def read_log(path: Path) -> list[dict]:
@@ -34,21 +34,23 @@ def main(argv=None):
     ap.add_argument("--chain", action="store_true", help="the logs are consecutive stages of one run")
     a = ap.parse_args(argv)
     unit, per_hour = ("hours", 1) if a.hours else ("minutes", 60)
-    fig, axes = plt.subplots(1, len(PRESETS) + 1, figsize=(4 * (len(PRESETS) + 1), 3.6))
+    logs = {log: read_log(log) for log in a.logs}
+    found = {k[len("gain_"):] for recs in logs.values() for k in recs[0] if k.startswith("gain_")}
+    presets = [p for p in PRESETS if p in found] + sorted(found - set(PRESETS))  # (kd.train --call-data: call sets)
+    fig, axes = plt.subplots(1, len(presets) + 1, figsize=(4 * (len(presets) + 1), 3.6))
     start = 0.0
-    for log in a.logs:
-        recs = read_log(log)
+    for log, recs in logs.items():
         elapsed = [start + r["hours"] * per_hour for r in recs]
         start = elapsed[-1] if a.chain else 0.0
         name = log.name.split(".")[0]
         for key, label, style in (("", name, "-"), ("blind_", f"{name} (blind)", "--")):
             if f"{key}clean_psnr" not in recs[0]:
                 continue
-            for ax, preset in zip(axes, PRESETS):
+            for ax, preset in zip(axes, presets):
                 if f"{key}gain_{preset}" in recs[0]:
                     ax.plot(elapsed, [r[f"{key}gain_{preset}"] for r in recs], style, marker="o", ms=2, label=label)
             axes[-1].plot(elapsed, [r[f"{key}clean_psnr"] for r in recs], style, marker="o", ms=2, label=label)
-    for ax, preset in zip(axes, PRESETS):
+    for ax, preset in zip(axes, presets):
         ax.set(xlabel=f"training {unit}", ylabel="ΔPSNR on held-out crops (dB)", title=f"`{preset}`")
     axes[-1].axhline(42, color="gray", ls="--", label="do-no-harm floor")
     axes[-1].set(xlabel=f"training {unit}", ylabel="PSNR output vs input (dB)", title="`clean` (uncored)")

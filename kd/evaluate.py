@@ -62,6 +62,7 @@ DEFAULT_METHODS = {
     "student, experts on every conv, told (earlier)":
         str(WEIGHTS_DIR / "ablation" / "student_x2_all_experts.pt") + "+stream",
     "student, stills only, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_stills.pt") + "+stream",
+    "student, stills only, auto (previous shipped)": str(WEIGHTS_DIR / "ablation" / "student_stills.pt") + "+auto",
     "student, not told the stream": str(WEIGHTS_DIR / "student.pt"),
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",

@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--val", type=Path, default=Path("data/val"))
     ap.add_argument("--out", type=Path, default=Path("weights/estimator.pt"))
     ap.add_argument("--log", type=Path, default=Path("results/training/estimator.log.jsonl"))
-    ap.add_argument("--samples", type=int, default=6000, help="training samples (degraded regions) to make")
+    ap.add_argument("--samples", type=int, default=8000, help="training samples (degraded regions) to make")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)

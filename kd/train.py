@@ -280,6 +280,8 @@ def main(argv=None):
                           weights=data.weights, codec_pairs=data.codec_pairs, zoom=a.zoom, blind_share=a.blind_share,
                           scale_only_share=a.scale_only_share, ladder_share=a.ladder_share,  # a new stream on resume
                           call_pairs=call_pairs, call_share=a.call_share)
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_child = signal.getsignal(signal.SIGCHLD) if main_thread else None  # the DataLoader replaces it (see the end)
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers,
                                               pin_memory=device.type == "cuda", persistent_workers=a.workers > 0,
                                               worker_init_fn=leave_sigterm_to_the_main))
@@ -368,6 +370,11 @@ def main(argv=None):
     finally:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
+        # Stop the patch workers and give SIGCHLD back: PyTorch's DataLoader leaves its own handler installed, and in
+        # a process that goes on (a test run, a notebook) a later subprocess's exit then ran it and crashed Python.
+        del loader
+        if main_thread:
+            signal.signal(signal.SIGCHLD, on_child)
     bar.close()
     if ddp:
         dist.destroy_process_group()

@@ -303,3 +303,17 @@ def test_a_student_grows_more_experts_from_its_init(photo_dir, tmp_path):
     kernels = "experts.kernels.0.weight"
     assert after[kernels].shape[0] == 2 * before[kernels].shape[0]
     assert torch.allclose(after[kernels][: before[kernels].shape[0]], before[kernels], atol=1e-7)  # lr 0: as they were
+
+
+def test_training_gives_the_process_back_as_it_found_it(photo_dir, tmp_path):
+    """kd.train.main left PyTorch's DataLoader SIGCHLD handler installed; in the test run that went on, a later
+    subprocess's exit crashed Python (a segmentation fault in test_repo). Now the handler is the one it found."""
+    import signal
+    import subprocess
+
+    before = signal.getsignal(signal.SIGCHLD)
+    train_main(["--model-config", '{"arch": "student", "width": 8, "convs": 1, "unshuffle": 2}', "--no-kd",
+                "--data", str(photo_dir), "--val-data", str(photo_dir), "--steps", "2", "--batch", "2", "--patch", "64",
+                "--workers", "1", "--eval-every", "2", "--out", str(tmp_path / "s.pt")])
+    assert signal.getsignal(signal.SIGCHLD) == before
+    assert subprocess.run(["true"]).returncode == 0

@@ -114,9 +114,10 @@ def open_study(config: str | None, db_url: str | None):
 def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
     results = ResultFiles(keep_files_s)
 
-    def sharpen_image(image, model: str = "student", known: str = "auto"):
+    def sharpen_image(image, model: str = "student", known: str = "auto", progress=gr.Progress()):
         """The /sharpen endpoint: (image, model, what happened to it: auto (estimated), unknown or a preset) ->
-        (preview, lossless PNG). The views beside it get the rest via state."""
+        (preview, lossless PNG). The views beside it get the rest via state. The teacher takes tens of seconds on a
+        photo here, so the bar follows its blocks."""
         arr, notice = read_input(image, max_pixels)
         if model not in dict(MODELS).values():
             raise user_error(f"Unknown model {model!r}; choose one of {[v for _, v in MODELS]}.")
@@ -124,13 +125,14 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
         if known == "auto":  # estimated once here, from the file's JPEG tables and pixels
             stream = for_model(model, arr, imagefile.jpeg_quantization(image))
         try:
-            out, secs = timed_sharpen(arr, model, stream=stream)
+            label = next(k for k, v in MODELS if v == model)
+            out, secs = timed_sharpen(arr, model, stream=stream,
+                                      progress=lambda f: progress(f, desc=f"{label}: restoring {arr.shape[1]}×{arr.shape[0]} px"))
         except ValueError as e:
             raise user_error(str(e)) from e
         if notice:
             gr.Warning(notice)
         h, w = arr.shape[:2]
-        label = next(k for k, v in MODELS if v == model)
         info = f"**{label}**: {w}×{h} px in **{secs * 1000:.0f} ms**" + (f"  \n⚠️ {notice}" if notice else "")
         if isinstance(stream, Estimate):
             info += f"  \nStream: {stream.describe()}. Not right? Choose what the connection did, and sharpen again."

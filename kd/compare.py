@@ -15,10 +15,11 @@ METHOD_LABELS = {"none": "degraded input", "unsharp": "unsharp mask", "student":
                  "teacher": "teacher", "seed": "seed student"}
 
 
-def timed_sharpen(image, model: str = "student", backend: str = "auto", stream=None) -> tuple[object, float]:
+def timed_sharpen(image, model: str = "student", backend: str = "auto", stream=None,
+                  progress=None) -> tuple[object, float]:
     """kd.sharpen and the seconds it took."""
     t = time.perf_counter()
-    out = sharpen(image, model=model, backend=backend, stream=stream)
+    out = sharpen(image, model=model, backend=backend, stream=stream, progress=progress)
     return out, time.perf_counter() - t
 
 

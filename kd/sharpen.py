@@ -92,8 +92,22 @@ def _run_tiled(run, multiple: int, rgb: np.ndarray, tile: int, overlap: int) -> 
     return out
 
 
+def _reporting(r, progress, units: int):
+    """``r`` that reports ``progress(fraction)`` after each of ``units`` calls, and within a call where it can."""
+    done = 0
+
+    def run(x):
+        nonlocal done
+        with r.reporting(lambda i, n: progress((done + i / n) / units)):
+            y = r(x)
+        done += 1
+        progress(done / units)
+        return y
+    return run
+
+
 def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 2048, overlap: int | None = None,
-            stream="auto", ensemble: int = 1):
+            stream="auto", ensemble: int = 1, progress=None):
     """Restore a degraded frame. ``image``: HxW[xC] uint8/uint16/float numpy array or PIL image (L, RGB, RGBA, I;16...).
 
     ``model``: "student" (real-time), "teacher" (best quality), "seed", "unsharp" (classical), or a checkpoint path.
@@ -105,6 +119,8 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
     Returns the same type, size, channels and dtype. Sides above ``tile`` px are cut into overlapping tiles (memory
     stays bounded; 1080p frames go whole); ``overlap`` defaults to the model's measured receptive field.
     ``ensemble``: average the net over 1, 2, 4 or 8 flips/transposes of each tile (``self_ensemble``: n times slower).
+    ``progress``: called as ``progress(fraction_done)`` as tiles, views and (on torch) the net's blocks finish: the
+    teacher takes tens of seconds on a photo on a CPU, and a person waiting should see it move.
     """
     from kd.runtime import runner
 
@@ -123,8 +139,10 @@ def sharpen(image, model: str = "student", backend: str = "auto", tile: int = 20
         if isinstance(stream, Estimate):
             stream = stream.stream
         r = runner(str(model), backend, None, None if stream is None else tuple(stream_condition(stream).tolist()))
-        run = r if ensemble == 1 else (lambda x: self_ensemble(r, x, ensemble))
         big = rgb.shape[0] > tile or rgb.shape[1] > tile
+        tiles = len(_starts(rgb.shape[0], tile, r.multiple)) * len(_starts(rgb.shape[1], tile, r.multiple)) if big else 1
+        net = r if progress is None else _reporting(r, progress, tiles * ensemble)
+        run = net if ensemble == 1 else (lambda x: self_ensemble(net, x, ensemble))
         out = _run_tiled(run, r.multiple, rgb, tile, (r.radius if overlap is None else overlap) if big else 0)
     result = _from_float(out, alpha, arr)
     if mode is not None:

@@ -164,3 +164,22 @@ def test_browser_upload_and_sharpen(server, tmp_path):
         assert "512×512" in page.locator("#sharpen-info").inner_text()
         page.screenshot(path=str(tmp_path / "sharpen.png"))
         browser.close()
+
+
+def test_the_teachers_progress_is_shown_while_it_works(server):
+    """The teacher takes tens of seconds on a photo on a CPU: the page shows a labelled, moving progress."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(server)
+        page.locator("#sharpen-input input[type=file]").set_input_files(str(ROOT / "demo/degraded/astronaut_medium.png"))
+        page.locator("#sharpen-input img").first.wait_for(timeout=30_000)
+        page.get_by_label("Teacher (best quality)").check()
+        page.locator("#sharpen-button").click()
+        label = page.get_by_text("Teacher (best quality): restoring 512×512 px", exact=False).first
+        label.wait_for(timeout=60_000)
+        page.locator("#sharpen-output img").first.wait_for(timeout=120_000)
+        assert "Teacher" in page.locator("#sharpen-info").inner_text()
+        browser.close()

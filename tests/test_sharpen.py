@@ -177,3 +177,25 @@ def test_ensemble_through_sharpen_keeps_shape_and_tiles(odd_photo, net_path):
     assert np.abs(tiled.astype(int) - eight).max() <= 1
     with pytest.raises(ValueError, match="ensemble"):
         kd.sharpen(odd_photo, model=net_path, ensemble=5)
+
+
+def test_progress_follows_tiles_views_and_the_teachers_blocks(photo, tmp_path):
+    """The app's bar for the teacher (tens of seconds on a photo): kd.sharpen reports as tiles, self-ensemble views and,
+    on torch, each block of the net's body finish; it never goes back and ends at 1; the result is unchanged."""
+    import torch
+
+    from kd import checkpoint
+    from kd.models import build
+
+    torch.manual_seed(3)
+    net = build({"arch": "teacher", "blocks": 3, "width": 8, "unshuffle": 2})
+    torch.nn.init.normal_(net.tail.weight, std=0.01)
+    path = tmp_path / "t.pt"
+    checkpoint.save(path, net)
+    seen = []
+    out = kd.sharpen(photo, model=str(path), backend="torch", stream=None, tile=256, ensemble=2, progress=seen.append)
+    assert np.array_equal(out, kd.sharpen(photo, model=str(path), backend="torch", stream=None, tile=256, ensemble=2))
+    units = 4 * 2  # 512² in 256² tiles: 4 tiles × 2 views
+    assert seen[-1] == 1.0 and seen == sorted(seen) and all(0 < f <= 1 for f in seen)
+    assert len(seen) == units * (3 + 1)  # each block of each call, then the call itself
+    assert sorted({round(f * units, 6) for f in seen if round(f * units, 6).is_integer()}) == list(range(1, units + 1))

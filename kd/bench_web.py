@@ -1,12 +1,13 @@
 """How fast the student runs in a browser, and what it gains on a real in-page call: a table, not a test.
 
-    python -m kd.bench_web [--sizes 360 720] [--threads 1 2] [--repeats 20] [--call-seconds 15] [--out results]
+    python -m kd.bench_web [--models student student_lite] [--sizes 360 720] [--threads 1 2] [--repeats 20]
+                           [--call-seconds 15] [--kbps 1500 300 150] [--out results]
 
 Headless Chromium (no GPU here, so ONNX Runtime Web's WASM backend with SIMD; the page is cross-origin isolated, so
-threads work) runs ``web/sharpkd.js`` on a degraded photo at each size: the median ms of ``Sharpener.sharpen`` (RGBA
+threads work) runs ``web/sharpkd.js`` with each browser student on a degraded photo at each size: the median ms of ``Sharpener.sharpen`` (RGBA
 bytes in and out, padding and rounding in the graph) after warm-up, and the fps it allows. ``--call-seconds``: the
 Live page (``web/live.html``) calls itself with a fake camera playing a slow pan over a photo at 640×360, capped at
-``--kbps``, and the frames it sharpened are scored against the camera's picture (ΔPSNR, as ``kd.evaluate``'s).
+each of ``--kbps`` with each student, and the frames it sharpened are scored against the camera's picture (ΔPSNR, as ``kd.evaluate``'s).
 The Live page's own fps depends on the fake camera and the call as well as the net; the speed rows time the net.
 """
 from __future__ import annotations
@@ -25,11 +26,12 @@ from kd.degrade import degrade, stream_condition
 from kd.metrics import psnr
 from kd.runtime import cpu_name
 from kd.clips import fit, load_photo, pan_clip
-from kd.web import ort_version
+from kd.web import BROWSER_MODELS, ort_version
 
 SIZES = {360: (640, 360), 540: (960, 540), 720: (1280, 720)}
-LOAD = """async ([threads]) => { const m = await import('./sharpkd.js');
-  window.sharpener = await m.Sharpener.load({ backend: 'wasm', threads }); return window.sharpener.info; }"""
+LOAD = """async ([threads, model]) => { const m = await import('./sharpkd.js');
+  window.sharpener = await m.Sharpener.load({ backend: 'wasm', threads, model: `model/${model}.onnx` });
+  return window.sharpener.info; }"""
 TIME = """async ([url, vec, repeats]) => { const img = await sharpkdTest.decode(url); const v = Float32Array.from(vec);
   for (let i = 0; i < 3; i++) await sharpener.sharpen(img, v);
   const ms = []; for (let i = 0; i < repeats; i++) { const t = performance.now(); await sharpener.sharpen(img, v);
@@ -37,25 +39,26 @@ TIME = """async ([url, vec, repeats]) => { const img = await sharpkdTest.decode(
   return ms; }"""
 
 
-def speed_rows(url: str, sizes: list[int], threads: list[int], repeats: int) -> list[dict]:
+def speed_rows(url: str, models: list[str], sizes: list[int], threads: list[int], repeats: int) -> list[dict]:
     from playwright.sync_api import sync_playwright
 
     photo = load_photo("astronaut")
     rows = []
     with sync_playwright() as p:
         browser = launch(p)
-        for n in threads:
-            page = open_page(browser, url + "live.html")
-            info = page.evaluate(LOAD, [n])
-            for size in sizes:
-                frame = degrade(fit(photo, SIZES[size]), "medium")
-                ms = page.evaluate(TIME, [to_page(frame), stream_condition("medium").tolist(), repeats])
-                med = float(np.median(ms))
-                rows.append({"size": f"{SIZES[size][0]}×{SIZES[size][1]}", "backend": info["backend"],
-                             "threads": info["threads"], "ms per frame": round(med, 1),
-                             "fps": round(1000 / med, 1), "ms min": round(min(ms), 1)})
-                print(rows[-1], flush=True)
-            page.close()
+        for model in models:
+            for n in threads:
+                page = open_page(browser, url + "live.html")
+                info = page.evaluate(LOAD, [n, model])
+                for size in sizes:
+                    frame = degrade(fit(photo, SIZES[size]), "medium")
+                    ms = page.evaluate(TIME, [to_page(frame), stream_condition("medium").tolist(), repeats])
+                    med = float(np.median(ms))
+                    rows.append({"model": model, "size": f"{SIZES[size][0]}×{SIZES[size][1]}",
+                                 "backend": info["backend"], "threads": info["threads"], "ms per frame": round(med, 1),
+                                 "fps": round(1000 / med, 1), "ms min": round(min(ms), 1)})
+                    print(rows[-1], flush=True)
+                page.close()
         browser.close()
     return rows
 
@@ -115,7 +118,7 @@ def candidate_rows(url: str, repeats: int) -> list[dict]:
     return rows
 
 
-def call_row(url: str, seconds: float, kbps: int, codec: str, samples: int = 8) -> dict:
+def call_row(url: str, seconds: float, kbps: int, codec: str, model: str, samples: int = 8) -> dict:
     """The Live page with a fake camera playing a slow pan over a photo: ΔPSNR of the frames it sharpened against
     the camera's own picture. Which camera frame a received one shows is found by matching (the clip loops)."""
     from playwright.sync_api import sync_playwright
@@ -125,6 +128,7 @@ def call_row(url: str, seconds: float, kbps: int, codec: str, samples: int = 8) 
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         browser = launch(p, write_y4m(Path(tmp) / "cam.y4m", clip))
         page = open_page(browser, url + "live.html")
+        page.select_option("#net", model)
         page.select_option("#codec", codec)
         page.fill("#bitrate", str(kbps))
         page.dispatch_event("#bitrate", "input")
@@ -143,7 +147,7 @@ def call_row(url: str, seconds: float, kbps: int, codec: str, samples: int = 8) 
         stats = page.evaluate("() => ({ ...document.getElementById('stats').dataset })")
         browser.close()
     told = rows[-1][2]
-    return {"codec": codec, "kbps cap": kbps, "received": stats["decoded"], "shown": "640x360",
+    return {"model": model, "codec": codec, "kbps cap": kbps, "received": stats["decoded"], "shown": "640x360",
             "told (last)": f"÷{told['scale']:.2f}, QP {told['qp']:.1f}" if told["qp"] is not None else str(told),
             "fps": stats["fps"], "PSNR received": round(float(np.mean([r[0] for r in rows])), 2),
             "PSNR sharpened": round(float(np.mean([r[1] for r in rows])), 2),
@@ -156,20 +160,24 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--call-seconds", type=float, default=15, help="0: skip the in-page call")
-    ap.add_argument("--kbps", type=int, default=150, help="the in-page call's bandwidth cap")
+    ap.add_argument("--models", nargs="+", default=list(BROWSER_MODELS), choices=BROWSER_MODELS,
+                    help="browser students to time and call with")
+    ap.add_argument("--kbps", type=int, nargs="+", default=[1500, 300, 150],
+                    help="the in-page call's bandwidth caps (kd.call's phases)")
     ap.add_argument("--codecs", nargs="+", default=["h264", "vp8"], choices=["vp8", "h264"])
     ap.add_argument("--candidates", action="store_true",
                     help="also time untrained lighter students (CANDIDATES) at 360p on one thread")
     ap.add_argument("--out", type=Path, default=None, help="also write the tables to OUT/bench_web.md")
     a = ap.parse_args(argv)
     with web_server() as url:
-        rows = speed_rows(url, a.sizes, a.threads, a.repeats)
-        calls = [call_row(url, a.call_seconds, a.kbps, c) for c in a.codecs] if a.call_seconds > 0 else []
+        rows = speed_rows(url, a.models, a.sizes, a.threads, a.repeats)
+        calls = [call_row(url, a.call_seconds, k, c, m) for m in a.models for c in a.codecs for k in a.kbps] \
+            if a.call_seconds > 0 else []
         lighter = candidate_rows(url, a.repeats) if a.candidates else []
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
     text = (f"Headless Chromium, ONNX Runtime Web {ort_version()} WASM (SIMD), {cpu_name()}, {os.cpu_count()} CPUs, "
-            f"load average {load} at the end; the student told 'medium'; medians of {a.repeats} frames after 3 "
+            f"load average {load} at the end; each student told 'medium'; medians of {a.repeats} frames after 3 "
             f"warm-up frames\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n")
     if calls:
         text += ("\nIn-page call (web/live.html calling itself; fake camera: a slow pan over a photo at 640×360, shown "

@@ -21,7 +21,7 @@ from kd.models import stream_aware
 # the repository's weights/; a wheel installed elsewhere (pip install .) finds them through SHARPKD_WEIGHTS
 WEIGHTS_DIR = Path(os.environ.get("SHARPKD_WEIGHTS", Path(__file__).resolve().parent.parent / "weights"))
 CACHE_DIR = Path(os.environ.get("SHARPKD_CACHE", Path.home() / ".cache" / "sharpkd"))
-MODEL_NAMES = ("student", "teacher", "seed")
+MODEL_NAMES = ("student", "student_lite", "teacher", "seed")  # student_lite: 12 channels wide, for browsers (kd.narrow)
 lock = threading.RLock()  # held while loading or exporting, so concurrent requests do the work once
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 # SHARPKD_WEIGHTS
 WEB_DIR = Path(os.environ.get("SHARPKD_WEB", Path(__file__).resolve().parent.parent / "web"))
 ORT_DIR = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
-BROWSER_MODELS = ("student",)  # the teacher is hundreds of times too slow for a browser
+BROWSER_MODELS = ("student", "student_lite")  # the teacher is hundreds of times too slow for a browser
 # where a server without `npm ci` sends pages for the runtime: {version} is the pinned one (a mirror may be set)
 ORT_CDN = os.environ.get("SHARPKD_ORT_CDN", "https://cdn.jsdelivr.net/npm/onnxruntime-web@{version}/dist/")
 ISOLATION = [(b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-embedder-policy", b"require-corp"),

@@ -67,6 +67,7 @@ function show(s) {
 async function start() {
   $("error").textContent = "";
   $("start").disabled = true;
+  $("net").disabled = true; // a net is chosen per call: stop to change it
   try {
     const [w, h] = $("size").value.split("x").map(Number);
     state.camera = await navigator.mediaDevices.getUserMedia({ video: { width: w, height: h }, audio: false });
@@ -74,9 +75,11 @@ async function start() {
     const settings = state.camera.getVideoTracks()[0].getSettings();
     $("view").width = settings.width || w; // shown at the camera's size: the size the sender meant
     $("view").height = settings.height || h;
-    if (!state.sharpener) {
-      $("note").textContent = "loading the student…";
-      state.sharpener = await Sharpener.load();
+    const net = $("net").value;
+    if (!state.sharpener || state.net !== net) {
+      $("note").textContent = `loading the ${net} net…`;
+      state.sharpener = await Sharpener.load({ model: `model/${net}.onnx` });
+      state.net = net;
       $("note").textContent = state.sharpener.info.note || (state.sharpener.info.isolated ? "" :
         "this page is not cross-origin isolated (opened in a frame?): WASM runs one thread; open it on its own for more");
     }
@@ -96,6 +99,7 @@ function stop() {
   if (state.camera) state.camera.getTracks().forEach((t) => t.stop());
   Object.assign(state, { send: null, recv: null, camera: null, live: null });
   $("start").disabled = false;
+  $("net").disabled = false;
   $("stop").disabled = true;
 }
 

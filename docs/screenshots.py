@@ -11,7 +11,7 @@ from app_server import running_app  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from kd.browser import launch, write_y4m  # noqa: E402
-from kd.temporal import load_photo, pan_clip  # noqa: E402
+from kd.clips import load_photo, pan_clip  # noqa: E402
 
 TABS = ("sharpen", "simulate", "live", "rate")
 

@@ -3,8 +3,9 @@
 This module only serves files; no frame ever reaches the server. Routes (mounted on the Gradio app's own server by
 ``app.launch(app_kwargs=web.app_kwargs())``, or alone with ``python -m kd.web``):
 
-- ``GET /web/model/student.onnx``: the stream-aware student exported for the browser (``kd.export.export_onnx_web``:
-  RGBA bytes and the stream vector in, RGBA bytes out), made from ``weights/`` on first request and cached.
+- ``GET /web/model/{student,student_lite}.onnx``: a stream-aware student exported for the browser
+  (``kd.export.export_onnx_web``: RGBA bytes and the stream vector in, RGBA bytes out), made from ``weights/`` on
+  first request and cached. ``sharpkd.js`` loads the full one on WebGPU, the light one on WASM.
 - ``GET /web/ort/…``: ONNX Runtime Web from ``web/node_modules`` (``npm ci --prefix web`` at install).
 - ``GET /web/runtime.json``: whether that runtime is installed, its pinned version and a CDN copy to fall back on.
 - ``GET /web/…``: ``web/`` itself: ``sharpkd.js`` (the ES module any WebRTC page can use) and ``live.html``.

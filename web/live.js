@@ -57,10 +57,10 @@ function show(s) {
   const qp = s.qp == null ? "–" : s.qp.toFixed(1);
   const ms = s.ms == null ? "–" : `${s.ms.toFixed(1)} ms/frame`;
   const codec = (s.codec || s.mimeType || "?").toUpperCase();
-  el.textContent = `${s.fps.toFixed(1)} fps sharpened · ${ms} (${s.backend}${s.backend === "wasm" ? `, ${s.threads} thread${s.threads > 1 ? "s" : ""}` : ""}) · ` +
+  el.textContent = `${s.fps.toFixed(1)} fps sharpened · ${ms} (${state.model}, ${s.backend}${s.backend === "wasm" ? `, ${s.threads} thread${s.threads > 1 ? "s" : ""}` : ""}) · ` +
     `received ${s.decoded[0]}×${s.decoded[1]} → shown ${s.displayed[0]}×${s.displayed[1]} (÷${s.received.scale ? s.received.scale.toFixed(2) : "?"}) · ` +
     `${codec} QP ${qp} · ${mbit} · frame ${s.frames}`;
-  Object.assign(el.dataset, { frames: s.frames, fps: s.fps.toFixed(2), backend: s.backend, codec: s.codec || "",
+  Object.assign(el.dataset, { model: state.model, frames: s.frames, fps: s.fps.toFixed(2), backend: s.backend, codec: s.codec || "",
     decoded: s.decoded.join("x"), qp: s.qp == null ? "" : s.qp.toFixed(2) });
 }
 
@@ -78,8 +78,9 @@ async function start() {
     const net = $("net").value;
     if (!state.sharpener || state.net !== net) {
       $("note").textContent = `loading the ${net} net…`;
-      state.sharpener = await Sharpener.load({ model: `model/${net}.onnx` });
+      state.sharpener = await Sharpener.load({ model: net === "auto" ? null : `model/${net}.onnx` });
       state.net = net;
+      state.model = state.sharpener.info.model.split("/").pop().replace(/\.onnx$/, ""); // the net that was loaded
       $("note").textContent = state.sharpener.info.note || (state.sharpener.info.isolated ? "" :
         "this page is not cross-origin isolated (opened in a frame?): WASM runs one thread; open it on its own for more");
     }

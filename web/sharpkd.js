@@ -1,7 +1,7 @@
 // sharpkd in the browser: sharpen a call's video where it is decoded, in the receiver's page.
 //
 //   import { Sharpener } from "/web/sharpkd.js";
-//   const sharpener = await Sharpener.load({ model: "/web/model/student.onnx" });
+//   const sharpener = await Sharpener.load();  // or { model: "/web/model/student.onnx" }
 //   const live = sharpener.attach(remoteVideo, canvas, { receiver: pc.getReceivers().find((r) => r.track.kind === "video") });
 //   live.onstats = (s) => console.log(s.fps, s.ms, s.stream);
 //
@@ -63,14 +63,16 @@ async function hasWebGPU() {
 /** The student in this page: one ONNX Runtime Web session. */
 export class Sharpener {
   /**
-   * model: URL of the exported .onnx; backend: "auto" (WebGPU if available, else WASM), "webgpu" or "wasm";
+   * model: URL of the exported .onnx (default: the full student on WebGPU, the light one on WASM, where the full one
+   * runs ~14 fps at 360p on one core of a 2-core laptop); backend: "auto" (WebGPU if available, else WASM), "webgpu" or "wasm";
    * threads: WASM threads (default: all cores when the page is cross-origin isolated, else 1);
    * runtime: URL of onnxruntime-web's dist/ folder (default: ask the server that served this module).
    */
-  static async load({ model = new URL("model/student.onnx", HERE).href, backend = "auto", threads = null, runtime = null } = {}) {
+  static async load({ model = null, backend = "auto", threads = null, runtime = null } = {}) {
     if (!["auto", "webgpu", "wasm"].includes(backend)) throw new RangeError(`backend must be auto, webgpu or wasm, got ${backend}`);
     const webgpu = backend === "webgpu" || (backend === "auto" && (await hasWebGPU()));
     if (backend === "webgpu" && !webgpu) throw new Error("this browser has no WebGPU adapter");
+    model ??= new URL(`model/${webgpu ? "student" : "student_lite"}.onnx`, HERE).href;
     const { ort, base, note } = await loadRuntime(runtime, webgpu);
     const isolated = globalThis.crossOriginIsolated === true;
     ort.env.wasm.numThreads = threads ?? (isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
@@ -78,7 +80,7 @@ export class Sharpener {
     const response = await fetch(model);
     if (!response.ok) throw new Error(`could not fetch the model ${model}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
-    const info = { backend: webgpu ? "webgpu" : "wasm", threads: ort.env.wasm.numThreads, runtime: base, note, isolated };
+    const info = { backend: webgpu ? "webgpu" : "wasm", threads: ort.env.wasm.numThreads, runtime: base, note, isolated, model };
     let sharpener = new Sharpener(ort, await ort.InferenceSession.create(bytes, { executionProviders: webgpu ? ["webgpu", "wasm"] : ["wasm"] }), info);
     if (webgpu && backend === "auto") { // a GPU may refuse a shader (too few buffers, lost device): then WASM
       try {

@@ -22,26 +22,16 @@ from PIL import Image
 from kd.degrade import CALL_LADDER, Degradation
 
 CROP = 128  # side of each crop the estimator sees: eight 16-px blocks of a ÷2 JPEG
-CROPS = 8  # crops per frame: the most textured cells of a grid (flat sky says nothing of the scale)
+# Crops per frame: the most textured cells of a grid (flat sky says nothing of the scale). 4, as the estimator is
+# trained (kd.train_estimator): 8 read no better on the validation photos and took twice the time (README, "Auto")
+CROPS = 4
+TEXTURE_STRIDE = 4  # the crops are ranked by texture on every 4th pixel of the green channel: no full-frame pass
 MIN_SIDE = 16  # below this there is nothing to estimate from: "unknown"
 CODECS = ("none", "jpeg", "h264")  # the estimator's codec classes: clean, JPEG, intra video (H.264/H.265 alike)
 # Estimated streams are snapped to a grid, so a runtime folds and exports a bounded number of nets (one per stream)
 SCALES = tuple(sorted({1.0, 1.25, 1.5, 2.0, 2.5, 3.0, *CALL_LADDER}))
 JPEG_STEP, QP_STEP = 5, 2
-# How far an estimate leans toward milder damage, in units of its own uncertainty (the Laplace scale the estimator
-# predicts): 0 tells the net the most likely stream, more tells it less damage when the estimator is unsure
-# (README, "Auto": measured on the validation photos)
-LEAN = 1.0
-# The scale told is the estimate times this. A net told too large a scale over-sharpens (halos), told a smaller one
-# it loses little (validation photos, told 0.8 of the true scale: +0.634 / +0.794 dB on mild / medium against
-# +0.617 / +0.756 told the truth; 1.25 of it: +0.415 / +0.452). Yet 0.85 bought nothing on the evaluation photos
-# (the one photo lost, lost as much) for 16 points of the told gain on mild and medium (README, "Auto"): 1.
-SCALE_MARGIN = 1.0
-# Below this probability of its codec, a damaged frame is told its scale alone: JPEG and intra video look alike, and
-# told the wrong one a net over-restores (on the validation photos' `call` frames: −0.17 dB on one photo, −0.05 told
-# the scale alone)
-CODEC_SURE = 0.9
-VERSION = 3  # bump when the same weights give other estimates (crops, snapping, leaning): cached scores key on it
+VERSION = 4  # bump when the same weights give other estimates (crops, snapping, leaning): cached scores key on it
 
 
 @dataclass(frozen=True)
@@ -113,11 +103,10 @@ def pick_crops(rgb: np.ndarray, k: int = CROPS, size: int = CROP, rng: np.random
     y0, x0 = (int(rng.integers(0, h % size + 1)), int(rng.integers(0, w % size + 1))) if rng is not None else (
         h % size // 2, w % size // 2)
     ny, nx = (h - y0) // size, (w - x0) // size
-    luma = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y0 + ny * size, x0:x0 + nx * size]), cv2.COLOR_RGB2GRAY)
-    small = cv2.resize(luma, (nx * size // 4, ny * size // 4), interpolation=cv2.INTER_AREA)  # texture, cheaply
-    grad = np.abs(np.diff(small, axis=0))[:, :-1] + np.abs(np.diff(small, axis=1))[:-1]
-    grad = np.pad(grad, ((0, 1), (0, 1)))
-    texture = grad.reshape(ny, size // 4, nx, size // 4).mean((1, 3)).ravel()
+    step = TEXTURE_STRIDE  # texture, cheaply: every 4th pixel of the green channel (a 720p frame's luma took 1 ms)
+    green = rgb[y0:y0 + ny * size:step, x0:x0 + nx * size:step, 1]
+    grad = np.pad(np.abs(np.diff(green, axis=0))[:, :-1] + np.abs(np.diff(green, axis=1))[:-1], ((0, 1), (0, 1)))
+    texture = grad.reshape(ny, size // step, nx, size // step).mean((1, 3)).ravel()
     order = np.argsort(-texture, kind="stable")
     cells = order[np.arange(k) % len(order)]  # fewer cells than k: repeat the best
     crops = [rgb[y0 + c // nx * size: y0 + (c // nx + 1) * size, x0 + c % nx * size: x0 + (c % nx + 1) * size]
@@ -158,27 +147,122 @@ def _snap_scale(log_scale: float) -> float:
     return min(SCALES, key=lambda s: abs(math.log2(s) - log_scale))
 
 
-def degradation_of(guess: Guess, file_quality: int | None = None, lean: float = LEAN,
-                   scale_margin: float = SCALE_MARGIN) -> Degradation:
-    """The stream to tell a net, from a guess (and a JPEG file's own quality): the most likely codec, the scale and
-    strength moved ``lean`` uncertainties toward milder damage, the scale times ``scale_margin``, snapped to the grid
-    of ``SCALES`` and quality steps.
+# --- the pixels: a JPEG's block grid ----------------------------------------------------------------------------
+
+
+def block_grid(rgb: np.ndarray, stride: int = 8) -> dict[float, float]:
+    """How plainly a frame shows block edges 8·s px apart, for each scale s of ``SCALES``: a codec's 8-px blocks
+    coded at 1/s of the displayed size, the first edge 8·s − ½ px from the top-left corner, as a receiver scales a
+    frame up (``kd.degrade.display``).
+
+    Why: the learned estimator reads the scale from how fast the spectrum falls, and a photo soft by itself falls
+    as fast as a sharp one shrunk further (the evaluation's building at ``mild``, ÷1.5, read as ÷2.3, and told ÷2 the
+    student lost 0.5 dB on it); block edges sit where the coding put them, whatever the picture. The score is the
+    luma's mean jump between neighbouring columns (rows) correlated with a cosine of that period and phase, over its
+    noise: about N(0, 1) without such edges, 5-30 with them. Luma, not a colour channel: JPEG's 4:2:0 chroma blocks
+    are twice as far apart and would also show as the grid of twice the scale. Edges run the frame's full height
+    (width), so ``bands`` thin bands of rows (columns) spread over it show them as plainly as the whole frame, in
+    0.2 ms at 720p (the whole frame's luma took 1 ms).
+    """
+    h, w = rgb.shape[:2]
+    gray = functools.partial(cv2.cvtColor, code=cv2.COLOR_RGB2GRAY)
+    between_columns = np.abs(np.diff(gray(rgb[::stride]), axis=1)).mean(0)  # every ``stride``-th row: 0.1 ms at 720p
+    # every column of a frame is in every cache line: a few thin bands of columns instead (a strided choice took 0.7 ms)
+    bands = [gray(rgb[:, x:x + BAND]) for x in np.linspace(0, max(0, w - BAND), -(-w // (stride * BAND))).astype(int)]
+    between_rows = np.mean([np.abs(np.diff(b, axis=0)).mean(1) for b in bands], 0)
+    jumps = (between_columns, between_rows)
+    z = np.zeros(len(SCALES))
+    for j in jumps:
+        if len(j) >= 2 * GRID_DETREND:
+            c = np.cumsum(np.pad(j, (GRID_DETREND // 2 + 1, GRID_DETREND // 2), mode="reflect"), dtype=np.float64)
+            detail = j - (c[GRID_DETREND:] - c[:-GRID_DETREND]) / GRID_DETREND  # the picture's own slow changes out
+            z += detail @ _waves(len(j)) / (float(detail.std()) * math.sqrt(len(j) / 2) + 1e-12)
+    return dict(zip(SCALES, (z / math.sqrt(2)).tolist()))
+
+
+BAND = 8  # px: the columns of each band ``block_grid`` reads
+GRID_DETREND = 33  # px: a moving mean over more than the longest period (8 × 4) takes a picture's edges out
+
+
+@functools.lru_cache(maxsize=8)
+def _waves(n: int) -> np.ndarray:
+    """n×len(SCALES): a cosine of period 8·s whose crests sit at the edges between x and x + 1 with x + 1 = 8·s·k."""
+    return np.cos(2 * np.pi * (np.arange(n)[:, None] + 1) / (8 * np.asarray(SCALES)[None])).astype(np.float32)
+
+
+# --- the stream told ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a reading becomes the stream a net is told. Chosen on the validation photos (``tools/auto_policy.py``,
+    never the evaluation set; README, "Auto"): telling a net more damage than there was is what harms."""
+
+    # How far the scale and strength lean toward milder damage, in units of the estimator's own uncertainty (the
+    # Laplace scale it predicts): 0 tells the most likely stream
+    lean: float = 1.0
+    # The scale told is the estimate times this. A net told too large a scale over-sharpens (halos), told a smaller
+    # one it loses little; yet 0.85 bought nothing on the evaluation photos for 16 points of the told gain: 1
+    scale_margin: float = 1.0
+    # Below this probability of its codec, a damaged frame is told its scale alone: JPEG and intra video look alike,
+    # and told the wrong one a net over-restores (validation `call` frames: −0.17 dB on one photo, −0.05 scale alone)
+    codec_sure: float = 0.9
+    # Block edges at a scale within ``grid_reach`` (log2) of the estimate, scoring at least ``grid_z``
+    # (``block_grid``), are where the coding put them: the scale told is at most the plainest such scale (a photo
+    # soft by itself reads as shrunk more than it was). ``grid_raises``: also above the estimate (on the validation
+    # photos that lost: a picture's own stripes read as a grid, and the truth told with the codec unsure lost 0.16
+    # dB on one). None: the grid is not read
+    grid_z: float | None = 4.0
+    grid_reach: float = 0.65
+    grid_raises: bool = False
+    # A frame read at full size with its codec unsure is told "clean": photos kept as JPEGs read as lightly coded
+    # (2 in 3 of the evaluation photos), and told their scale alone the net restored them blind (43.8 dB)
+    clean_when_unsure: bool = True
+
+
+POLICY = Policy()
+
+
+def told(guess: Guess, file_quality: int | None = None, grid: dict[float, float] | None = None,
+         policy: Policy = POLICY) -> tuple[Degradation, bool]:
+    """The stream to tell a net, from a reading (and a JPEG file's own quality and the frame's ``block_grid``), and
+    whether its codec is known: the most likely codec, the scale and strength leaning milder (``Policy``), the scale
+    moved to a plain block grid near it, snapped to the grid of ``SCALES`` and quality steps.
 
     A JPEG file's quality is a fact about its last coding, so the damage told is at least that; the pixels may show
     more (a damaged frame re-saved at a high quality): then theirs. A video frame re-saved as JPEG stays video.
     """
     seen = CODECS[int(np.argmax(guess.codec_probs))]
     codec = "jpeg" if file_quality is not None and seen != "h264" else seen
+    codec_known = file_quality is not None or max(guess.codec_probs) >= policy.codec_sure
     if codec == "none":
-        return Degradation(scale=1.0, codec="none")
-    scale = _snap_scale(max(0.0, guess.log_scale - lean * guess.log_scale_unsure + math.log2(scale_margin)))
+        return Degradation(scale=1.0, codec="none"), True
+    scale = _snap_scale(max(0.0, guess.log_scale - policy.lean * guess.log_scale_unsure
+                            + math.log2(policy.scale_margin)))
+    if grid is not None and policy.grid_z is not None:
+        plain = [s for s, z in grid.items()  # a JPEG file's own blocks (full size) say nothing of the link's scale
+                 if z >= policy.grid_z and abs(math.log2(s) - guess.log_scale) <= policy.grid_reach
+                 and not (s == 1 and file_quality is not None)]
+        if plain:
+            edges = max(plain, key=grid.get)
+            scale = edges if policy.grid_raises else min(scale, edges)
+    if scale == 1 and not codec_known and policy.clean_when_unsure:
+        return Degradation(scale=1.0, codec="none"), True
     if codec == "jpeg":
-        q = round((100 - 90 * max(0.0, guess.jpeg_strength - lean * guess.jpeg_unsure)) / JPEG_STEP) * JPEG_STEP
+        q = round((100 - 90 * max(0.0, guess.jpeg_strength - policy.lean * guess.jpeg_unsure)) / JPEG_STEP) * JPEG_STEP
         if file_quality is not None:
             q = file_quality if seen == "none" else min(q, file_quality)
-        return Degradation(scale=scale, codec="jpeg", quality=int(np.clip(q, 5, 100)))
-    qp = 51 * max(0.0, guess.video_strength - lean * guess.video_unsure)
-    return Degradation(scale=scale, codec="h264", quality=int(np.clip(round(qp / QP_STEP) * QP_STEP, 0, 51)))
+        return Degradation(scale=scale, codec="jpeg", quality=int(np.clip(q, 5, 100))), codec_known
+    qp = 51 * max(0.0, guess.video_strength - policy.lean * guess.video_unsure)
+    return Degradation(scale=scale, codec="h264", quality=int(np.clip(round(qp / QP_STEP) * QP_STEP, 0, 51))), \
+        codec_known
+
+
+def degradation_of(guess: Guess, file_quality: int | None = None, lean: float = POLICY.lean,
+                   scale_margin: float = POLICY.scale_margin) -> Degradation:
+    """The degradation ``told`` gives for a reading, without the block grid (the previous policy's core)."""
+    return told(guess, file_quality, None, Policy(lean=lean, scale_margin=scale_margin, grid_z=None,
+                                                  clean_when_unsure=False))[0]
 
 
 def estimator_path():
@@ -201,7 +285,7 @@ def guess(rgb: np.ndarray, model: torch.nn.Module) -> Guess:
     return read_outputs(model(torch.from_numpy(pick_crops(rgb))[None]))[0]
 
 
-def estimate(image, quantization: dict | None = None, lean: float = LEAN, model: torch.nn.Module | None = None,
+def estimate(image, quantization: dict | None = None, policy: Policy = POLICY, model: torch.nn.Module | None = None,
              ) -> Estimate:
     """Estimate a frame's stream. ``image``: anything ``kd.sharpen`` takes (a Pillow JPEG brings its own tables);
     ``quantization``: a JPEG file's tables when the pixels came from one (``kd.imagefile.jpeg_quantization``).
@@ -227,8 +311,9 @@ def estimate(image, quantization: dict | None = None, lean: float = LEAN, model:
     if not all(map(math.isfinite, (g.log_scale, g.log_scale_unsure, g.jpeg_strength, g.video_strength))):
         return Estimate(None, "not a finite image")
     source = "pixels" if file_quality is None else "JPEG tables + pixels"
-    codec_known = file_quality is not None or max(g.codec_probs) >= CODEC_SURE
-    return Estimate(degradation_of(g, file_quality, lean), source, g.log_scale_unsure, codec_known)
+    grid = block_grid(rgb) if policy.grid_z is not None else None
+    d, codec_known = told(g, file_quality, grid, policy)
+    return Estimate(d, source, g.log_scale_unsure, codec_known)
 
 
 def for_model(model: str, image, quantization: dict | None = None) -> Estimate | None:

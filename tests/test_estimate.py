@@ -1,6 +1,7 @@
 """kd.estimate: what a frame's stream probably was, from its JPEG tables and its pixels; and stream="auto" as the
 default of kd.sharpen, its command line and the app."""
 import io
+import math
 
 import cv2
 import numpy as np
@@ -80,6 +81,82 @@ def test_bad_inputs_give_a_sensible_estimate_or_unknown():
     ref = got["gray"].degradation  # a frame at another depth or channel count reads as the same stream
     assert got["16-bit"].degradation == got["float"].degradation == got["rgba"].degradation == estimate(photo).degradation
     assert ref is not None and got["flat"].degradation is not None
+
+
+def test_bad_files_give_a_sensible_estimate_or_unknown(tmp_path, capsys):
+    """Files as they come: a 1×1 image, a grayscale and a 16-bit PNG, a PNG of a frame that was a JPEG (no tables
+    left: read from its pixels alone), a 1×1 JPEG (its tables are all there is). None raises."""
+    from kd.estimate import main
+    from kd.imagefile import read
+
+    frame = degrade(data.coffee(), "medium")
+    gray = (frame @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    write(tmp_path / "tiny.png", np.zeros((1, 1, 3), np.uint8))
+    write(tmp_path / "gray.png", gray)
+    write(tmp_path / "deep.png", frame.astype(np.uint16) * 257)
+    write(tmp_path / "was_jpeg.png", frame)
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "tiny.jpg", quality=50)
+    got = {p.stem: estimate(read(p)[0], jpeg_quantization(p)) for p in sorted(tmp_path.glob("*.png"))}
+    assert got["tiny"].degradation is None and got["tiny"].describe().startswith("unknown")
+    assert got["was_jpeg"].source == "pixels" and got["was_jpeg"].degradation == estimate(frame).degradation
+    assert got["was_jpeg"].degradation.codec == "jpeg" and got["was_jpeg"].degradation.scale >= 1.5
+    assert got["deep"].degradation == got["was_jpeg"].degradation  # 16 bits read as the 8 they came from
+    assert got["gray"].source == "pixels" and got["gray"].degradation is not None
+    tiny_jpeg = estimate(read(tmp_path / "tiny.jpg")[0], jpeg_quantization(tmp_path / "tiny.jpg"))
+    assert tiny_jpeg.degradation == Degradation(1.0, "jpeg", 50) and tiny_jpeg.source == "JPEG tables"
+    assert main([str(p) for p in sorted(tmp_path.iterdir())]) == 0
+    out = capsys.readouterr().out
+    assert "tiny.png: unknown" in out and "was_jpeg.png: looks like ÷" in out and "(pixels)" in out
+
+
+def test_the_block_grid_shows_where_a_jpeg_was_coded():
+    """A JPEG's 8-px blocks, coded at 1/s of the shown size, show as edges 8·s px apart: near the scale, plainest
+    at it on most photos (÷1.5 at q60 leaves faint edges: 4 of 5; ÷2 at q30: all), and an uncoded photo shows no
+    plain grid at full size."""
+    from kd.estimate import POLICY, block_grid
+
+    for preset, most in (("mild", 4), ("medium", 5)):
+        scale, hits = kd.PRESETS[preset].scale, 0
+        for name, photo in photos().items():
+            grid = block_grid(degrade(photo, preset).astype(np.float32) / 255)
+            near = {s: z for s, z in grid.items() if 0.6 < s / scale < 1.6}
+            hits += max(near, key=near.get) == scale
+            assert block_grid(photo.astype(np.float32) / 255)[1.0] < POLICY.grid_z, name
+        assert hits >= most, preset
+
+
+def test_a_reading_of_more_shrinking_than_the_blocks_show_is_told_the_blocks_scale():
+    """The evaluation's building photo at `mild` (÷1.5, q60) is soft by itself: the estimator read it as ÷2.29
+    (±0.07, JPEG 84%, q≈54 ±11), told ÷2 the student lost 0.51 dB. A frame's JPEG blocks, 12 px apart at ÷1.5,
+    cap the scale told: given that reading, a real ÷1.5 frame is told ÷1.5, not ÷2, and the net gains more."""
+    from kd.estimate import Guess, Policy, block_grid, told
+    from kd.metrics import psnr
+
+    reading = Guess(log_scale=math.log2(2.29), log_scale_unsure=0.07, codec_probs=(0.0, 0.84, 0.16),
+                    jpeg_strength=(100 - 54) / 90, jpeg_unsure=11 / 90, video_strength=34 / 51, video_unsure=4 / 51)
+    photo = data.coffee()
+    frame = degrade(photo, "mild")
+    before = Estimate(*told(reading, None, None, Policy(grid_z=None, clean_when_unsure=False))[:1], "pixels",
+                      codec_known=False)
+    now, codec_known = told(reading, None, block_grid(frame.astype(np.float32) / 255))
+    assert before.stream == 2 and now.scale == 1.5 and not codec_known  # the codec unsure: the scale alone is told
+    base = psnr(frame, photo)
+    gain = {name: psnr(kd.sharpen(frame, backend="torch", stream=stream), photo) - base
+            for name, stream in (("before", before.stream), ("now", now.scale))}
+    assert gain["now"] > gain["before"] + 0.05 and gain["now"] > 0, gain
+
+
+@pytest.mark.parametrize("quality", [75, 90])
+def test_a_photo_kept_as_a_jpeg_is_left_alone(quality):
+    """Photos are kept as JPEGs: at full size with the codec unsure, the frame is told "clean" and left alone
+    (≥ 45 dB to its input), where told its scale alone the net restored it blind."""
+    from kd.metrics import psnr
+
+    for name, photo in photos().items():
+        kept = degrade(photo, Degradation(1.0, "jpeg", quality))
+        auto = estimate(kept)
+        assert auto.degradation.scale > 1 or auto.codec_known, (name, auto)  # never its scale alone at full size
+        assert psnr(kd.sharpen(kept, backend="torch"), kept) >= 45, (name, auto)
 
 
 def test_the_estimate_reads_as_the_app_shows_it():

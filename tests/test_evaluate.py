@@ -102,7 +102,7 @@ def test_an_auto_row_is_told_the_estimated_stream_and_its_worst_images_are_repor
     per_image = pd.read_csv(tmp_path / "out" / "eval_per_image.csv").set_index(["method", "preset", "image"])
     clean = data.coffee()[:200, :240]
     frame = degrade(clean, "medium")
-    told = kd_sharpen(frame, model=aware_net_path, backend="torch", stream=estimate(frame).degradation)
+    told = kd_sharpen(frame, model=aware_net_path, backend="torch", stream=estimate(frame).stream)
     assert per_image.loc[("auto", "medium", "coffee"), "psnr"] == pytest.approx(psnr(told, clean), abs=1e-6)
     gains = (per_image.loc["auto"].psnr - per_image.loc["degraded input"].psnr).loc["medium"]
     md = (tmp_path / "out" / "eval.md").read_text()

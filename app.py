@@ -160,9 +160,10 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
     clean_examples = sorted(str(p) for p in (DEMO_DIR / "clean").glob("*.png"))
 
     with gr.Blocks(title="sharpkd: sharpen video-call frames", delete_cache=(max(1, keep_files_s // 2), keep_files_s)) as app:
-        gr.Markdown("# sharpkd\nRestore frames that a poor connection made soft and blocky. A tiny **student** network is "
-                    "made to run live; a large **teacher** gives the best quality offline.")
+        gr.Markdown("# sharpkd\nRestore frames that a poor connection made soft and blocky.")  # the Rate tab shows it too
         with gr.Tab("Sharpen"):
+            gr.Markdown("A tiny **student** network is made to run live; a large **teacher** gives the best quality "
+                        "offline.")  # here, not in the page's header: a rater of the study must not read model names
             with gr.Row():
                 with gr.Column():
                     inp = image_input(label="Degraded frame", sources=["upload", "webcam", "clipboard"], type="filepath",

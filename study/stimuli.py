@@ -32,6 +32,8 @@ def serve_dir(out: Path) -> Path:
 
 def load_source(path: str, crop: int) -> np.ndarray:
     img = skimage_photo(path[len(SKIMAGE_PREFIX):]) if path.startswith(SKIMAGE_PREFIX) else read_image(path)
+    if isinstance(img, tuple):  # a stereo pair (stereo_motorcycle: left, right, disparity): its left view
+        img = img[0]
     img = np.ascontiguousarray(rgb(img))
     if crop and min(img.shape[:2]) > crop:
         y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2

@@ -8,7 +8,13 @@ page with the same token resumes where the rater left off.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import struct
+import time
+import zlib
+from pathlib import Path
 
 import gradio as gr
 import sqlalchemy as sa
@@ -30,8 +36,17 @@ INSTRUCTIONS = {
     "acr-hr": "You will see one picture at a time. Rate its **quality** from 1 (bad) to 5 (excellent): sharpness, "
               "blockiness, blur.",
     "dcr": "You will see a **reference** picture on the left and a **processed** version of it on the right. Rate how "
-           "much the processed picture is **degraded** compared with the reference, from 5 (imperceptible) to 1 "
+           "much the processed picture is **impaired** compared with the reference, from 5 (imperceptible) to 1 "
            "(very annoying).",
+}
+# the practice photo's anchors, as each design names them: a pair design has no 5-point scale to anchor
+ANCHORS = {
+    "pc": ("What a clear difference looks like (a practice picture, not one you will rate):", "Better", "Worse"),
+    "ab": ("What a clear difference looks like (a practice picture, not one you will rate):", "Better", "Worse"),
+    "acr-hr": ("The best and the worst quality you can expect (a practice picture, not one you will rate):",
+               "Best (5)", "Worst (1)"),
+    "dcr": ("The reference and the most annoying impairment you can expect (a practice picture, not one you will "
+            "rate):", "Reference", "Very annoying (1)"),
 }
 COMMON = ("Look at the whole picture; there are no right answers, go with your first impression. Pictures are shown "
           "pixel for pixel: please do not zoom the page.")
@@ -54,6 +69,36 @@ ONE_TO_ONE_JS = """() => {
 }"""
 DISPLAY_JS = """(...args) => { args[args.length - 1] =
   `${window.screen.width}x${window.screen.height}@${window.devicePixelRatio || 1}`; return args; }"""
+
+
+SHOWN_KEEP_S = 600  # a showing's copy is read by the server at once; older ones are removed
+_pruned = [0.0]
+
+
+def showing(path: str | Path) -> str:
+    """A fresh copy of a rater-facing stimulus for one showing: a new random name, and bytes that differ by a random
+    PNG text chunk (the pixels are the same), so neither the name nor Gradio's content-hashed cache folder tells a
+    rater that a picture was shown before (a repeat, or one condition in another pair). Copies live in the served
+    folder's ``shown/`` and go after SHOWN_KEEP_S."""
+    path = Path(path)
+    folder = path.parent / "shown"
+    folder.mkdir(exist_ok=True)
+    now = time.time()
+    if now - _pruned[0] > 60:
+        _pruned[0] = now
+        for old in folder.glob("*.png"):
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > SHOWN_KEEP_S:
+                    old.unlink()
+    data = path.read_bytes()
+    if data[12:16] != b"IHDR":
+        raise ValueError(f"{path} is not a PNG")
+    name = secrets.token_hex(8)
+    body = b"Comment\x00" + secrets.token_hex(8).encode()
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    out = folder / f"{name}.png"
+    out.write_bytes(data[:33] + chunk + data[33:])  # after the signature (8 bytes) and IHDR (25)
+    return str(out)
 
 
 def progress_html(done: int, total: int, practice: bool = False) -> str:
@@ -91,13 +136,13 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
         gr.Markdown(f"### How to rate\n{INSTRUCTIONS[design]} {COMMON}")
         resume_md = gr.Markdown(elem_id="rater-resume")
         if anchors:
-            gr.Markdown("The best and the worst quality you can expect (a practice picture, not one you will rate):")
-            worst_label = "Very annoying (1)" if design == "dcr" else "Worst (1)"
+            intro, best_label, worst_label = ANCHORS[design]
+            gr.Markdown(intro)
             with gr.Row():
-                for cond, label in ((ANCHOR_BEST, "Reference" if design == "dcr" else "Best (5)"),
-                                    (ANCHOR_WORST, worst_label)):
-                    gr.Image(anchors.get(cond), label=label, interactive=False, format="png", buttons=[],
-                             elem_classes=["stimulus"])
+                for cond, label, elem_id in ((ANCHOR_BEST, best_label, "anchor-best"),
+                                             (ANCHOR_WORST, worst_label, "anchor-worst")):
+                    gr.Image(showing(anchors[cond]) if cond in anchors else None, label=label, interactive=False,
+                             format="png", buttons=[], elem_id=elem_id, elem_classes=["stimulus"])
         begin = gr.Button("I understand: start rating", variant="primary", elem_id="rater-begin")
     pair = design in ("pc", "ab")
     with gr.Column(visible=False) as trial_col:
@@ -110,7 +155,7 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
                 img_right = stimulus_image("Processed" if design == "dcr" else "B", "stim-b", visible=design != "acr-hr")
                 score_b = gr.Radio(ACR, label="Quality of B", elem_id="score-b", visible=design == "ab")
         single = gr.Radio(DCR if design == "dcr" else ACR, elem_id="score", visible=not pair,
-                          label="How degraded is the processed picture?" if design == "dcr" else "Quality of the picture")
+                          label="How impaired is the processed picture?" if design == "dcr" else "Quality of the picture")
         prefs = PREFS if cfg.allow_ties or design == "ab" else [p for p in PREFS if p[1] != "none"]
         pref = gr.Radio(prefs, label="Which looks better?", elem_id="preference", visible=pair)
         display = gr.Textbox(visible=False)
@@ -139,8 +184,8 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
             code = study.completion_code(rid)
             return finished(f"## Thank you!\nYou rated {done} pictures. Your completion code: **{code}**")
         left, right = (t.stimulus_b, t.stimulus_a) if design == "dcr" else (t.stimulus_a, t.stimulus_b)
-        return (*show(2), t.index, progress_html(done, total, t.kind == "training"), paths[left], paths[right] if right else None,
-                None, None, None, None, "")
+        return (*show(2), t.index, progress_html(done, total, t.kind == "training"), showing(paths[left]),
+                showing(paths[right]) if right else None, None, None, None, None, "")
 
     def on_start(code: str):
         code = (code or "").strip()
@@ -282,7 +327,7 @@ def render_hosted(cfg: StudyConfig, engine: sa.Engine, hosting: Hosting, blocks:
 
 
 def make_app(cfg: StudyConfig, engine: sa.Engine) -> gr.Blocks:
-    with gr.Blocks(title=f"Rating study: {cfg.name}") as app:
+    with gr.Blocks(title="Picture quality study") as app:  # the study's name may name its conditions
         gr.Markdown("# Picture quality study")
         with gr.Tab("Rate"):
             render_rating(cfg, engine, app)

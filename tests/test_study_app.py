@@ -3,6 +3,7 @@ public API and act only through signed tokens, and each design is driven through
 acr-hr and dcr; Chromium for acr-hr at a device pixel ratio of 2)."""
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,14 +13,16 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from gradio_client import Client
 
 from app_server import ROOT, free_port, running_app, serving
-from kd.imagefile import read_image
+from kd.imagefile import read_image, rgb
 from study import access, db
+from study.config import load_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -264,3 +267,133 @@ def test_browser_shows_stimuli_pixel_for_pixel_and_records_the_display(tmp_path)
     assert votes.pixel_ratio[0] == 2 and votes.screen_w[0] > 0 and votes.screen_h[0] > 0
     secret = access.server_secret(db.connect(db.default_url(config)))
     assert access.verify(secret, token) == votes.rater[0]
+
+
+BLIND = """
+design = "{design}"
+crop = 48
+
+[[images]]
+name = "astronaut"
+path = "skimage:astronaut"
+
+[[training]]
+name = "rocket"
+path = "skimage:rocket"
+
+[[conditions]]
+name = "reference"
+kind = "reference"
+
+[[conditions]]
+name = "degraded"
+kind = "degraded"
+preset = "medium"
+
+[[conditions]]
+name = "unsharp"
+kind = "unsharp"
+preset = "mild"
+
+[[conditions]]
+name = "student"
+kind = "model"
+model = "student"
+preset = "medium"
+
+[[conditions]]
+name = "teacher"
+kind = "model"
+model = "teacher"
+preset = "medium"
+"""
+
+
+def rater_sees(blocks) -> tuple[list[str], dict[str, str]]:
+    """(every text of the page a rater on the Rate tab can read: title, the header above the tabs, the tab's labels,
+    choices, instructions and buttons, hidden ones included; the labels of its pictures by elem_id or label)."""
+    config = blocks.get_config_file()
+    comps = {c["id"]: c for c in config["components"]}
+    texts, pictures = [config["title"]], {}
+
+    def walk(node, inside: bool):
+        c = comps.get(node["id"])
+        if c and c["type"] == "tabitem":
+            inside = c["props"].get("label") == "Rate"
+        elif c and inside:
+            props = c["props"]
+            texts.extend(props[k] for k in ("label", "info", "placeholder", "value") if isinstance(props.get(k), str))
+            texts.extend(str(ch[0] if isinstance(ch, (list, tuple)) else ch) for ch in props.get("choices") or [])
+            if c["type"] == "image":
+                pictures[props.get("elem_id") or props.get("label")] = props.get("label") or ""
+        for child in node.get("children", []):
+            walk(child, inside)
+
+    walk(config["layout"], True)  # outside every tab: the page's header, shown with the Rate tab too
+    return texts, pictures
+
+
+@pytest.mark.parametrize("design", ["pc", "ab", "acr-hr", "dcr"])
+def test_the_rate_tab_names_no_condition_and_pair_designs_show_no_scale_anchors(tmp_path, design):
+    import app
+    from study.ui import make_app as study_app
+
+    config = tmp_path / f"{design}.toml"
+    config.write_text(BLIND.format(design=design))
+    cfg = load_config(config)
+    study = app.open_study(str(config), None)
+    forbidden = ({c.name for c in cfg.conditions} | {c.kind for c in cfg.conditions} | {c.model for c in cfg.conditions}
+                 | {c.preset for c in cfg.conditions} | {cfg.gold_preset, "student", "teacher", "degraded"}) - {""}
+    if design == "dcr":
+        forbidden.discard("reference")  # dcr shows its reference, labelled, by design
+    named = re.compile(r"\b(" + "|".join(map(re.escape, sorted(forbidden))) + r")\b", re.IGNORECASE)
+    for blocks in (app.make_app(study=study), study_app(cfg, study[1])):
+        texts, pictures = rater_sees(blocks)
+        assert "Which looks better?" in texts or "Quality of the picture" in texts or "How impaired" in str(texts)
+        assert not [t for t in texts if named.search(t)], design
+        anchors = {k: v for k, v in pictures.items() if k.startswith("anchor-")}
+        assert set(anchors) == {"anchor-best", "anchor-worst"}, pictures  # the practice photo's two anchors
+        if design in ("pc", "ab"):  # no 5-point scale to anchor: better and worse examples
+            assert anchors == {"anchor-best": "Better", "anchor-worst": "Worse"}
+        else:
+            assert re.search(r"\(1\)$", anchors["anchor-worst"])
+
+
+def test_the_studys_photos_are_none_of_the_apps_examples():
+    """A rater must not be able to make the study's conditions of a rated photo in the app's other tabs: the photos
+    of study/example.toml (rated and practice) are none of the clickable examples in demo/, by their pixels."""
+    from study.stimuli import load_source
+
+    cfg = load_config(ROOT / "study" / "example.toml")
+    examples = {p.name: rgb(read_image(p)).astype(np.int16) for p in sorted((ROOT / "demo").rglob("*.png"))}
+    assert len(examples) >= 6
+    for im in cfg.images + cfg.training:
+        photo = load_source(im.path, 0).astype(np.int16)
+        for name, example in examples.items():
+            alike = example.shape == photo.shape and np.abs(example - photo).mean() < 20
+            assert not alike, f"the study's photo {im.name!r} is the app's example {name}"
+
+
+def test_each_showing_has_a_fresh_name_and_fresh_bytes(tmp_path):
+    """A repeat, or a picture shown again in another pair, must not be recognisable by its served file: each showing
+    gets its own random name and bytes (Gradio keeps served copies in folders named by their content's hash)."""
+    config = write_study(tmp_path, "pc")
+    shown = {}
+    with study_server(config) as url:
+        client = rater_client(url)
+        call(client, "study_start", "")
+        out = call(client, "study_begin")
+        while "completion code" not in str(out[-1]):
+            index = len(shown)
+            shown[index] = [Path(p) for p in out[1:3]]
+            out = call(client, "study_rate", None, None, None, "a", "1x1@1")
+    votes = stored_votes(config).set_index("trial")
+    assert len(votes) == len(shown) == 8 and (votes.kind == "repeat").sum() == 1
+    files = [p for pair in shown.values() for p in pair]
+    assert len({p.name for p in files}) == len(files) == 16  # no served name twice
+    assert len({p.parent.name for p in files}) == len(files)  # the client's download folder: the sha256 of the bytes
+    repeat = votes[votes.kind == "repeat"].iloc[0]
+    first = shown[int(repeat.repeat_of)]
+    again = shown[int(votes.index[votes.kind == "repeat"][0])]
+    for before, now in zip(first, reversed(again)):  # the same pair, sides swapped: the same pixels
+        assert np.array_equal(read_image(before), read_image(now))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from kd.degrade import PRESETS
 from kd.tomlfile import line_of, read_toml
+from study.designs import DEFAULT, DESIGNS
 
 KINDS = ("reference", "degraded", "unsharp", "model")
-DESIGNS = ("pc", "acr-hr", "dcr", "ab")
 SKIMAGE_PREFIX = "skimage:"
 # conditions every study has besides its own: stimuli.py renders them, the schedule, votes and report tell them apart
 GOLD = "gold-severe"  # a hidden condition used only in gold trials
@@ -47,7 +47,7 @@ class StudyConfig:
     name: str
     images: tuple[SourceImage, ...]
     conditions: tuple[Condition, ...]
-    design: str = "pc"
+    design: str = DEFAULT
     votes_per_pair: int = 8
     trials_per_rater: int = 20
     gold_share: float = 0.1
@@ -72,7 +72,7 @@ class StudyConfig:
 # key: (type(s), default, check or None, description for messages)
 SETTINGS = {
     "name": (str, None, None, "a text"),
-    "design": (str, "pc", lambda v: v in DESIGNS, f"one of {', '.join(DESIGNS)}"),
+    "design": (str, DEFAULT, lambda v: v in DESIGNS, lambda: f"one of {', '.join(DESIGNS)}"),  # study/designs.py
     "seed": (int, 0, lambda v: 0 <= v <= 2**31, "a whole number in [0, 2^31]"),
     "votes_per_pair": (int, 8, lambda v: 1 <= v <= 100_000, "a whole number in [1, 100000]"),
     "trials_per_rater": (int, 20, lambda v: 1 <= v <= 1000, "a whole number in [1, 1000]"),
@@ -112,6 +112,7 @@ def load_config(path: Path | str) -> StudyConfig:
     for key, (types, default, check, what) in SETTINGS.items():
         if key not in raw:
             continue
+        what = what() if callable(what) else what
         v = typed(raw[key], types, key, what)
         if check and not check(v):
             fail(f"{key} must be {what}, got {v!r}", key)
@@ -176,8 +177,8 @@ def load_config(path: Path | str) -> StudyConfig:
         fail("condition names must be unique")
     if sum(c.kind == "reference" for c in conditions) > 1:
         fail("at most one condition can be the hidden reference")
-    design = settings.get("design", "pc")
-    if design in ("acr-hr", "dcr") and not any(c.kind == "reference" for c in conditions):
+    design = settings.get("design", DEFAULT)
+    if DESIGNS[design].needs_reference and not any(c.kind == "reference" for c in conditions):
         fail(f"design {design!r} needs a condition with kind = \"reference\"", "design")
 
     if settings.get("training_trials") and not training:

@@ -1,6 +1,6 @@
 """Aggregate votes into publishable tables and one self-contained HTML page that opens with a plain summary.
 
-What is estimated depends on the design (``study.config.DESIGNS``): pc and ab preferences are scaled with
+What is estimated depends on the design (``study.designs``): pc and ab preferences are scaled with
 Bradley–Terry (``study.bt``); acr-hr scores give MOS and, per rater and source image, DMOS (ITU-T P.910 ACR-HR:
 DV = V(processed) − V(reference) + 5); dcr scores give the DCR mean (5 imperceptible … 1 very annoying); ab scores
 are relative to the partner shown beside them and feed no DMOS. Score intervals are rater-clustered
@@ -23,11 +23,10 @@ from scipy import stats
 from study import db
 from study.bt import bradley_terry
 from study.config import GOLD
+from study.designs import DEFAULT, DESIGNS
 from study.mos import clustered_mean_ci, votes_for_halfwidth, votes_for_preference
 from study.screening import ratings_long, screen
 
-SCORED = ("acr-hr", "dcr", "ab")
-PREFERRED = ("pc", "ab")
 KEYS = {
     "votes": "scores (or preferences) given to the condition in main trials",
     "raters": "raters who gave them",
@@ -51,7 +50,7 @@ def load(engine: sa.Engine) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         stim = pd.read_sql(sa.select(db.stimuli).where(db.stimuli.c.role == "trial"), conn)
         meta = dict(conn.execute(sa.select(db.meta.c.key, db.meta.c.value)).all())
     info = {"reference": meta.get("reference"), "contrasts": json.loads(meta.get("contrasts", "[]")),
-            "design": votes.design.mode().iloc[0] if len(votes) else meta.get("design", "pc")}
+            "design": votes.design.mode().iloc[0] if len(votes) else meta.get("design", DEFAULT)}
     return votes, stim, info
 
 
@@ -74,26 +73,26 @@ def dmos_values(ratings: pd.DataFrame, reference: str) -> pd.DataFrame:
 
 def condition_table(votes: pd.DataFrame, stim: pd.DataFrame, info: dict, boots: int = 1000):
     """(per-condition table, BT contrast table or None)."""
-    design, reference = info["design"], info["reference"]
+    design, reference = DESIGNS[info["design"]], info["reference"]
     main = votes[votes.kind == "main"]
     conds = [c for c in pd.unique(pd.concat([main.condition_a, main.condition_b.dropna()])) if c != GOLD]
-    if design == "dcr":
+    if not design.rates_reference:  # dcr: the labelled reference is what the others are rated against
         conds = [c for c in conds if c != reference]
     rows = {c: {"condition": c} for c in conds}
-    if design in SCORED:
+    if design.scored:
         ratings = ratings_long(main)
-        if design == "dcr":
+        if not design.rates_reference:
             ratings = ratings[ratings.condition != reference]
         for c in conds:
             r = ratings[ratings.condition == c]
             rows[c].update(_ci_row(r.score, r.rater))
-        if design == "acr-hr" and reference:
+        if design.dmos and reference:
             dv = dmos_values(ratings, reference)
             rows[reference].update(DMOS=5.0, DMOS_lo=5.0, DMOS_hi=5.0)
             for c, g in dv.groupby("condition"):
                 rows[c].update(_ci_row(g.dv, g.rater, "DMOS"))
     contrasts = None
-    if design in PREFERRED:
+    if design.preferred:
         for c in conds:
             involved = main[(main.condition_a == c) | (main.condition_b == c)]
             wins = ((involved.condition_a == c) & (involved.preference == "a")) | (
@@ -107,11 +106,10 @@ def condition_table(votes: pd.DataFrame, stim: pd.DataFrame, info: dict, boots: 
     table = pd.DataFrame(list(rows.values()))
     quality = stim.groupby("condition")[["ssim", "psnr", "ms_ssim"]].mean().reset_index()
     table = table.merge(quality, on="condition", how="left")
-    order = "bt" if design == "pc" else "MOS"
-    return table.sort_values(order, ascending=False, ignore_index=True), contrasts
+    return table.sort_values(design.rank_by, ascending=False, ignore_index=True), contrasts
 
 
-def image_table(votes: pd.DataFrame, stim: pd.DataFrame, design: str) -> pd.DataFrame:
+def image_table(votes: pd.DataFrame, stim: pd.DataFrame) -> pd.DataFrame:
     cols = ["image", "condition", "votes", "raters", "MOS", "std", "CI95_lo", "CI95_hi"]
     ratings = ratings_long(votes[votes.kind == "main"])
     rows = [{"image": image, "condition": cond, **_ci_row(g.score, g.rater)}
@@ -134,13 +132,14 @@ def power_table(votes: pd.DataFrame, conditions: pd.DataFrame, design: str) -> p
     """Votes needed per condition for a MOS half-width of 0.2 and 0.1, and per pair to detect a 60/40 preference
     with 80% power (two-sided, 5%), from the observed spread and design effect."""
     rows = []
-    if design in SCORED and "std" in conditions:
+    design = DESIGNS[design]
+    if design.scored and "std" in conditions:
         for r in conditions.itertuples():
             rows.append({"what": f"MOS of {r.condition}", "observed_votes": r.votes,
                          "needed_for_±0.2": votes_for_halfwidth(r.std, r.deff, 0.2),
                          "needed_for_±0.1": votes_for_halfwidth(r.std, r.deff, 0.1)})
     main = votes[(votes.kind == "main") & votes.preference.notna()]
-    if design in PREFERRED and len(main):
+    if design.preferred and len(main):
         decisive = main[main.preference != "none"]
         left = (decisive.preference == "a").astype(float)  # clustering of choices within raters
         deff = clustered_mean_ci(left, decisive.rater)["deff"] if len(decisive) > 2 else np.nan
@@ -164,8 +163,8 @@ def build_report(engine: sa.Engine, boots: int = 1000) -> dict[str, pd.DataFrame
         out[f"conditions_{subset}"], contrasts = condition_table(v, stim, info, boots)
         if contrasts is not None:
             out[f"contrasts_{subset}"] = contrasts
-        if info["design"] in SCORED:
-            out[f"images_{subset}"] = image_table(v, stim, info["design"])
+        if DESIGNS[info["design"]].scored:
+            out[f"images_{subset}"] = image_table(v, stim)
             out[f"correlation_{subset}"] = correlations(out[f"images_{subset}"])
         out[f"power_{subset}"] = power_table(v, out[f"conditions_{subset}"], info["design"])
     raters.attrs.update(design=info["design"], reference=info["reference"])
@@ -175,7 +174,7 @@ def build_report(engine: sa.Engine, boots: int = 1000) -> dict[str, pd.DataFrame
 
 def summary(tables: dict[str, pd.DataFrame]) -> str:
     """Plain words: which condition is best, by how much, and how sure."""
-    design = tables["raters"].attrs.get("design", "pc")
+    design = tables["raters"].attrs.get("design", DEFAULT)
     key = "screened" if "conditions_screened" in tables else "all"
     c = tables[f"conditions_{key}"]
     n_raters = len(tables["raters"])
@@ -202,9 +201,8 @@ def summary(tables: dict[str, pd.DataFrame]) -> str:
             line += (f", {a.MOS - b.MOS:.2f} above {b.condition}; the intervals "
                      f"{'overlap, so the order of these two is not established' if overlap else 'do not overlap'}")
         lines.append(line + ".")
-    if design == "ab":
-        lines.append("In the side-by-side (ab) design each score is given next to a partner picture, so these MOS are "
-                     "relative to the partners shown, not absolute ACR scores; no DMOS is computed from them.")
+    if DESIGNS[design].report_note:
+        lines.append(DESIGNS[design].report_note)
     return "\n\n".join(lines)
 
 

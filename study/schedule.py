@@ -15,7 +15,6 @@ refresh or a second tab shows the same trial, and a vote is stored once per tria
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ import sqlalchemy as sa
 
 from study import db
 from study.config import ANCHOR_BEST, ANCHOR_WORST, GOLD, StudyConfig
-
-PREFERENCES = ("a", "b", "none")
+from study.designs import DESIGNS
 
 
 class StudyFull(RuntimeError):
@@ -51,17 +49,8 @@ class Trial:
 
 def units(cfg: StudyConfig) -> list[tuple[str, str, str | None]]:
     """Every (image, condition_a, condition_b) a main trial can show under the study's design."""
-    names = [c.name for c in cfg.conditions]
-    ref = cfg.reference.name if cfg.reference else None
-    out = []
-    for im in cfg.images:
-        if cfg.design in ("pc", "ab"):
-            out += [(im.name, a, b) for a, b in itertools.combinations(names, 2)]
-        elif cfg.design == "acr-hr":
-            out += [(im.name, c, None) for c in names]
-        else:  # dcr: the processed stimulus is rated against the labelled reference
-            out += [(im.name, c, ref) for c in names if c != ref]
-    return out
+    return DESIGNS[cfg.design].units([im.name for im in cfg.images], [c.name for c in cfg.conditions],
+                                     cfg.reference.name if cfg.reference else None)
 
 
 def unit_key(image: str, a: str, b: str | None) -> tuple:
@@ -78,23 +67,15 @@ def parse_display(text: str | None) -> dict:
 
 
 def check_answer(design: str, allow_ties: bool, score_a, score_b, preference) -> None:
-    """What each design asks for: pc a preference; acr-hr and dcr one score; ab two scores and a preference."""
-    allowed = PREFERENCES if allow_ties or design != "pc" else ("a", "b")
-    wants = {"pc": (False, False, True), "ab": (True, True, True), "acr-hr": (True, False, False),
-             "dcr": (True, False, False)}[design]
-    for given, wanted, what in zip((score_a, score_b, preference), wants, ("score_a", "score_b", "preference")):
-        if (given is not None) != wanted:
-            raise ValueError(f"design {design!r} {'needs' if wanted else 'takes no'} {what}")
-    if preference is not None and preference not in allowed:
-        raise ValueError(f"preference must be one of {', '.join(allowed)}")
-    for s in (score_a, score_b):
-        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= 5):
-            raise ValueError("scores must be whole numbers from 1 to 5")
+    """What the design asks for (``study.designs``): pc a preference; acr-hr and dcr one score; ab two scores and a
+    preference. Raises ValueError otherwise."""
+    DESIGNS[design].check_answer(allow_ties, score_a, score_b, preference)
 
 
 class Study:
     def __init__(self, cfg: StudyConfig, engine: sa.Engine):
         self.cfg, self.engine = cfg, engine
+        self.design = DESIGNS[cfg.design]
         self.units = units(cfg)
         self.pairs = self.units  # the pre-design name
         self.n_gold = round(cfg.trials_per_rater * cfg.gold_share) if cfg.reference else 0
@@ -181,7 +162,7 @@ class Study:
                 self._complete(conn, rater)
                 return None
             image, a, b, repeat_of = chosen
-            if kind not in ("repeat", "training") and b is not None and self.cfg.design in ("pc", "ab") and rng.random() < 0.5:
+            if kind not in ("repeat", "training") and b is not None and self.design.paired and rng.random() < 0.5:
                 a, b = b, a  # a repeat is already the earlier pair swapped; dcr keeps its reference in place
             row = dict(rater=rater, index=index, kind=kind, image=image, condition_a=a, condition_b=b,
                        repeat_of=repeat_of, shown=db.now())
@@ -215,19 +196,16 @@ class Study:
         if kind == "repeat" and mains:
             spaced = [t for t in mains if t.index < index - self.cfg.repeat_gap] or mains
             t = spaced[int(rng.integers(len(spaced)))]
-            if self.cfg.design in ("pc", "ab"):
+            if self.design.paired:
                 return t.image, t.condition_b, t.condition_a, t.index  # same pair, sides swapped
             return t.image, t.condition_a, t.condition_b, t.index
         if kind == "training":  # the anchors of a practice photo: the range of quality to expect
             image = self.cfg.training[index % len(self.cfg.training)].name
-            best, worst = (ANCHOR_BEST, ANCHOR_WORST) if rng.random() < 0.5 else (ANCHOR_WORST, ANCHOR_BEST)
-            return {"pc": (image, best, worst, None), "ab": (image, best, worst, None),
-                    "acr-hr": (image, best, None, None), "dcr": (image, ANCHOR_WORST, ANCHOR_BEST, None)}[self.cfg.design]
+            swap = not rng.random() < 0.5
+            return (*self.design.training(image, ANCHOR_BEST, ANCHOR_WORST, swap), None)
         if kind == "gold":
             image = self.cfg.images[int(rng.integers(len(self.cfg.images)))].name
-            ref = self.cfg.reference.name
-            return {"pc": (image, ref, GOLD, None), "ab": (image, ref, GOLD, None),
-                    "acr-hr": (image, GOLD, None, None), "dcr": (image, GOLD, ref, None)}[self.cfg.design]
+            return (*self.design.gold(image, self.cfg.reference.name, GOLD), None)
         load = self._load(conn)
         open_units = [u for u in self.units if load[unit_key(*u)] < self.cfg.votes_per_pair]
         if not open_units:

@@ -1,9 +1,9 @@
 """Which raters to trust. Every rule is documented here and its evidence reported per rater.
 
 1. Gold trials (ITU-T P.808 trapping), a clear-cut case with a known answer: the hidden reference against a severe
-   degradation. A gold trial fails when the rater prefers the degraded side or calls them equal (pc), scores it at
-   least as high as the reference or prefers it (ab), or gives the severe degradation 4 or 5 (acr-hr: "good";
-   dcr: "not annoying"). A rater failing more than 25% of gold trials is out.
+   degradation. A gold trial fails (each design's rule, ``study.designs``) when the rater prefers the degraded side
+   or calls them equal (pc), scores it at least as high as the reference or prefers it (ab), or gives the severe
+   degradation 4 or 5 (acr-hr: "good"; dcr: "not annoying"). A rater failing more than 25% of gold trials is out.
 2. Repeats (an earlier trial shown again, pairs with sides swapped): a rater whose scores for the same stimulus
    differ by more than 1.5 points on average, or whose preference reverses (A over B, then B over A) in more than
    half of the repeats, is out. Moving between a preference and "no difference" is not counted.
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from study.designs import DESIGNS, LEGACY
 
 GOLD_MAX_FAIL = 0.25
 REPEAT_MAX_DIFF = 1.5
@@ -44,17 +46,16 @@ def gold_failures(votes: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     g = votes[votes.kind == "gold"].copy()
     if g.empty:
         return pd.DataFrame(columns=["rater", "gold_trials", "gold_failed"])
-    design = g.design if "design" in g else pd.Series("ab", index=g.index)
+    design = g.design if "design" in g else pd.Series(LEGACY, index=g.index)
     ref_is_a = g.condition_a == reference
-    prefers_bad = np.where(ref_is_a, g.preference == "b", g.preference == "a")
     score_a, score_b = (pd.to_numeric(g[c]).astype(float) for c in ("score_a", "score_b"))
-    ref_score = np.where(ref_is_a, score_a, score_b)
-    bad_score = np.where(ref_is_a, score_b, score_a)
-    with np.errstate(invalid="ignore"):
-        failed = np.select(
-            [design == "pc", design == "ab", design.isin(["acr-hr", "dcr"])],
-            [prefers_bad | (g.preference == "none"), (bad_score >= ref_score) | prefers_bad, score_a >= 4], False)
-    g["failed"] = failed.astype(bool)
+    facts = pd.DataFrame({"prefers_bad": np.where(ref_is_a, g.preference == "b", g.preference == "a"),
+                          "tie": g.preference == "none", "ref_score": np.where(ref_is_a, score_a, score_b),
+                          "bad_score": np.where(ref_is_a, score_b, score_a), "score_a": score_a}, index=g.index)
+    g["failed"] = False
+    for name, rows in facts.groupby(design):  # each design's own rule (study/designs.py)
+        if name in DESIGNS:
+            g.loc[rows.index, "failed"] = DESIGNS[name].gold_failed(rows).astype(bool).to_numpy()
     return g.groupby("rater").agg(gold_trials=("failed", "size"), gold_failed=("failed", "sum")).reset_index()
 
 

@@ -21,33 +21,11 @@ import sqlalchemy as sa
 
 from study import access, db
 from study.config import ANCHOR_BEST, ANCHOR_WORST, StudyConfig
+from study.designs import DESIGNS
 from study.hosting import Hosting
 from study.schedule import Study, StudyFull, TooFast
 
-ACR = [("5 – Excellent", 5), ("4 – Good", 4), ("3 – Fair", 3), ("2 – Poor", 2), ("1 – Bad", 1)]
-DCR = [("5 – Imperceptible", 5), ("4 – Perceptible but not annoying", 4), ("3 – Slightly annoying", 3),
-       ("2 – Annoying", 2), ("1 – Very annoying", 1)]
 PREFS = [("A looks better", "a"), ("No difference", "none"), ("B looks better", "b")]
-INSTRUCTIONS = {
-    "pc": "You will see two versions of the same picture, **A** and **B**. Choose the one whose **quality** looks "
-          "better: sharper, less blocky, less blurred.",
-    "ab": "You will see pairs of pictures, **A** and **B**, showing the same scene after different processing. Rate "
-          "the quality of **each** picture from 1 (bad) to 5 (excellent), then say which one looks better.",
-    "acr-hr": "You will see one picture at a time. Rate its **quality** from 1 (bad) to 5 (excellent): sharpness, "
-              "blockiness, blur.",
-    "dcr": "You will see a **reference** picture on the left and a **processed** version of it on the right. Rate how "
-           "much the processed picture is **impaired** compared with the reference, from 5 (imperceptible) to 1 "
-           "(very annoying).",
-}
-# the practice photo's anchors, as each design names them: a pair design has no 5-point scale to anchor
-ANCHORS = {
-    "pc": ("What a clear difference looks like (a practice picture, not one you will rate):", "Better", "Worse"),
-    "ab": ("What a clear difference looks like (a practice picture, not one you will rate):", "Better", "Worse"),
-    "acr-hr": ("The best and the worst quality you can expect (a practice picture, not one you will rate):",
-               "Best (5)", "Worst (1)"),
-    "dcr": ("The reference and the most annoying impairment you can expect (a practice picture, not one you will "
-            "rate):", "Reference", "Very annoying (1)"),
-}
 COMMON = ("Look at the whole picture; there are no right answers, go with your first impression. Pictures are shown "
           "pixel for pixel: please do not zoom the page.")
 
@@ -118,7 +96,7 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
     address fills in the invitation code and starts (or resumes) at once."""
     study = Study(cfg, engine)
     secret = access.server_secret(engine)
-    design = cfg.design
+    design = DESIGNS[cfg.design]  # what each design shows and asks: study/designs.py
     with engine.connect() as conn:
         rows = conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.path, db.stimuli.c.image,
                                       db.stimuli.c.condition, db.stimuli.c.role)).all()
@@ -133,10 +111,10 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
                                                                if cfg.open_enrolment else ""), elem_id="rater-code")
         start = gr.Button("Start", variant="primary", elem_id="rater-start")
     with gr.Column(visible=False) as intro_col:
-        gr.Markdown(f"### How to rate\n{INSTRUCTIONS[design]} {COMMON}")
+        gr.Markdown(f"### How to rate\n{design.instructions} {COMMON}")
         resume_md = gr.Markdown(elem_id="rater-resume")
         if anchors:
-            intro, best_label, worst_label = ANCHORS[design]
+            intro, best_label, worst_label = design.anchors  # a pair design has no 5-point scale to anchor
             gr.Markdown(intro)
             with gr.Row():
                 for cond, label, elem_id in ((ANCHOR_BEST, best_label, "anchor-best"),
@@ -144,20 +122,21 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
                     gr.Image(showing(anchors[cond]) if cond in anchors else None, label=label, interactive=False,
                              format="png", buttons=[], elem_id=elem_id, elem_classes=["stimulus"])
         begin = gr.Button("I understand: start rating", variant="primary", elem_id="rater-begin")
-    pair = design in ("pc", "ab")
     with gr.Column(visible=False) as trial_col:
         progress = gr.HTML()
+        two = design.right_label is not None
         with gr.Row():
             with gr.Column():
-                img_left = stimulus_image({"dcr": "Reference", "acr-hr": "Picture"}.get(design, "A"), "stim-a")
-                score_a = gr.Radio(ACR, label="Quality of A", elem_id="score-a", visible=design == "ab")
-            with gr.Column(visible=design != "acr-hr"):
-                img_right = stimulus_image("Processed" if design == "dcr" else "B", "stim-b", visible=design != "acr-hr")
-                score_b = gr.Radio(ACR, label="Quality of B", elem_id="score-b", visible=design == "ab")
-        single = gr.Radio(DCR if design == "dcr" else ACR, elem_id="score", visible=not pair,
-                          label="How impaired is the processed picture?" if design == "dcr" else "Quality of the picture")
-        prefs = PREFS if cfg.allow_ties or design == "ab" else [p for p in PREFS if p[1] != "none"]
-        pref = gr.Radio(prefs, label="Which looks better?", elem_id="preference", visible=pair)
+                img_left = stimulus_image(design.left_label, "stim-a")
+                score_a = gr.Radio(design.scale, label="Quality of A", elem_id="score-a", visible=design.score_each)
+            with gr.Column(visible=two):
+                img_right = stimulus_image(design.right_label or "B", "stim-b", visible=two)
+                score_b = gr.Radio(design.scale, label="Quality of B", elem_id="score-b", visible=design.score_each)
+        single = gr.Radio(design.scale, elem_id="score", visible=design.scored and not design.score_each,
+                          label=design.score_label)
+        allowed = design.preferences(cfg.allow_ties)
+        pref = gr.Radio([p for p in PREFS if p[1] in allowed], label="Which looks better?", elem_id="preference",
+                        visible=design.preferred)
         display = gr.Textbox(visible=False)
         submit = gr.Button("Next", variant="primary", elem_id="rater-next")
     with gr.Column(visible=False) as done_col:
@@ -183,7 +162,7 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
         if t is None:
             code = study.completion_code(rid)
             return finished(f"## Thank you!\nYou rated {done} pictures. Your completion code: **{code}**")
-        left, right = (t.stimulus_b, t.stimulus_a) if design == "dcr" else (t.stimulus_a, t.stimulus_b)
+        left, right = design.sides(t.stimulus_a, t.stimulus_b)
         return (*show(2), t.index, progress_html(done, total, t.kind == "training"), showing(paths[left]),
                 showing(paths[right]) if right else None, None, None, None, None, "")
 
@@ -217,9 +196,8 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
         if not rid or index is None:
             gr.Warning("No trial is open; please reload the page.")
             return keep
-        answer = {"pc": (None, None, p), "ab": (a, b, p), "acr-hr": (s, None, None), "dcr": (s, None, None)}[design]
-        missing = {"pc": p is None, "ab": None in answer}.get(design, s is None)
-        if missing:
+        answer = design.answer(a, b, s, p)
+        if design.missing(answer):
             gr.Warning("Please answer before going on.")
             return keep
         try:

@@ -21,7 +21,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from study import db
-from study.config import DESIGNS, GOLD
+from study.config import GOLD
+from study.designs import DESIGNS, LEGACY
 from study.schedule import check_answer
 
 REQUIRED = ("rater", "image", "condition_a")
@@ -135,7 +136,7 @@ def import_votes(engine: sa.Engine, path: Path | str, conditions: set[str] | Non
     path = Path(path)
     with engine.connect() as conn:
         stim = conn.execute(sa.select(db.stimuli.c.image, db.stimuli.c.condition, db.stimuli.c.role)).all()
-        design = conn.execute(sa.select(db.meta.c.value).where(db.meta.c.key == "design")).scalar() or "ab"
+        design = conn.execute(sa.select(db.meta.c.value).where(db.meta.c.key == "design")).scalar() or LEGACY
     known_conds = set(conditions) if conditions else {s.condition for s in stim if s.role == "trial"}
     known_images = {s.image for s in stim} if not conditions else None
     practice = {s.condition for s in stim if s.role == "anchor"}  # training trials show the anchors

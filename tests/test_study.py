@@ -413,3 +413,72 @@ def test_admin_view_needs_the_password_and_is_throttled(acr, monkeypatch):
     with pytest.raises(PermissionError, match="Too many"):  # even the right password, unchecked
         ui.admin_view(engine, "s3cret", "10.0.0.2")
     assert ui.admin_view(engine, "s3cret", "10.0.0.3")[0] == text  # other clients are not locked out
+
+
+DESIGN_USERS = ("config", "schedule", "screening", "report", "ui", "votes_io")  # modules that ask a design
+
+
+def test_callers_ask_the_design_and_name_none():
+    """Each design is one class in study/designs.py (a registry, name -> instance); its users look it up once
+    (DESIGNS[cfg.design]) and ask it, so no design's name appears in their code, and the study file accepts exactly
+    the registry's names. The designs need no ML stack: the statistics read them."""
+    import ast
+    from pathlib import Path
+
+    from study import config, designs
+    from test_imports import fresh_modules
+
+    assert set(designs.DESIGNS) == {"pc", "ab", "acr-hr", "dcr"} and config.DESIGNS is designs.DESIGNS
+    assert all(isinstance(d, designs.Design) and d.name == n for n, d in designs.DESIGNS.items())
+    assert all(len(n) <= db.votes.c.design.type.length for n in designs.DESIGNS)  # fits the votes' column
+    root = Path(__file__).resolve().parent.parent / "study"
+    for module in DESIGN_USERS:
+        tree = ast.parse((root / f"{module}.py").read_text())
+        named = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in designs.DESIGNS})
+        assert not named, f"study/{module}.py names the design(s) {named}: ask study.designs instead"
+    loaded = fresh_modules("import study.designs")
+    assert "study.designs" in loaded and not {"torch", "kd.sharpen", "gradio"} & set(loaded)
+
+
+def test_a_new_design_is_one_class(tmp_path, monkeypatch):
+    """ACR without a hidden reference, added as one class to the registry (what a new design in study/designs.py
+    is): the study file takes it, trials are scheduled, answers checked, gold screened, the report scores it (MOS, no
+    DMOS), votes import, and the Rate tab shows its words, with no other file changed."""
+    import gradio as gr
+
+    from study import designs
+    from study.ui import render_rating
+    from study.votes_io import import_votes
+
+    class ACR(designs.Design):
+        name = "acr"
+        instructions = "One picture at a time: rate its quality from 1 (bad) to 5 (excellent)."
+        anchors = ("The range to expect:", "Best (5)", "Worst (1)")
+
+    monkeypatch.setitem(designs.DESIGNS, "acr", ACR())
+    cfg, engine, study = make_study(tmp_path / "acr", "acr", trials=10)
+    assert cfg.design == "acr" and len(study.units) == 2 * 4  # every (image, condition), the reference rated too
+
+    def policy(design, t, rng):
+        return _score(LEVEL[t.condition_a] + IMAGE_EFFECT[t.image] + rng.normal(0, 0.4)), None, None
+
+    for i in range(6):
+        rate_session(study, f"h{i}", policy, seed=i)
+    rate_session(study, "fails-gold", lambda d, t, rng: (5, None, None), seed=9)
+    with pytest.raises(ValueError, match="design 'acr' takes no preference"):
+        study.check_answer(3, None, "a")
+    report = build_report(engine, boots=50)
+    table = report["conditions_all"].set_index("condition")
+    assert list(table.index) == ["reference", "mild", "unsharp", "medium"] and "DMOS" not in table and "bt" not in table
+    raters = report["raters"].set_index("rater")
+    assert "gold" in raters.loc["fails-gold", "reasons"] and raters.loc["h0", "accepted"]
+    votes = export_votes(engine)
+    assert set(votes.design) == {"acr"} and (votes.kind == "gold").any()
+    votes.to_csv(tmp_path / "votes.csv", index=False)
+    other = db.connect(f"sqlite:///{tmp_path / 'other.db'}")
+    build(cfg, other, tmp_path / "other")
+    assert import_votes(other, tmp_path / "votes.csv") == len(votes)
+    with gr.Blocks() as blocks:
+        render_rating(cfg, engine, blocks)
+    shown = str(blocks.get_config_file()["components"])
+    assert ACR.instructions in shown and "Quality of the picture" in shown

@@ -92,14 +92,16 @@ def read_input(path: str | None, max_pixels: int) -> tuple[np.ndarray, str]:
 
 
 def open_study(config: str | None, db_url: str | None):
-    """The rating study for the Rate tab: its config, database (``study.hosting``: where, and whether votes persist
-    and may be collected, said at start) and stimuli (built on first start). None if off."""
+    """The rating study for the Rate tab: (config, database, hosting, build), or None if off. The database
+    (``study.hosting``: where, and whether votes persist and may be collected) is said at start; the stimuli are
+    built in the background (``study.stimuli.BackgroundBuild``: the log counts them, the Rate tab says it is being
+    prepared), so the app serves at once."""
     if not config:
         return None
     from study import hosting
     from study.__main__ import stimuli_dir
     from study.config import load_config
-    from study.stimuli import build
+    from study.stimuli import BackgroundBuild
 
     cfg = load_config(config)
     hosted = hosting.plan(config, db_url)
@@ -107,8 +109,7 @@ def open_study(config: str | None, db_url: str | None):
     if hosted.refusal:
         print(f"Rating study: {hosted.refusal}", flush=True)
     engine = hosting.connect(hosted)
-    build(cfg, engine, stimuli_dir(Path(config)))
-    return cfg, engine, hosted
+    return cfg, engine, hosted, BackgroundBuild(cfg, engine, stimuli_dir(Path(config)))
 
 
 def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) -> gr.Blocks:
@@ -217,7 +218,8 @@ def make_app(max_pixels: int = 8_000_000, study=None, keep_files_s: int = 3600) 
             else:
                 from study.ui import render_hosted
 
-                render_hosted(*study, app)
+                cfg, engine, hosted, preparing = study
+                render_hosted(cfg, engine, hosted, app, preparing)
     return app
 
 

@@ -70,6 +70,7 @@ def live_tab(page):
 def rate_tab(page, url):
     page.goto(url)
     page.get_by_role("tab", name="Rate").click()
+    page.locator("#rater-start").wait_for(state="visible", timeout=600_000)  # the study's stimuli are built at start
     page.locator("#rater-start").click()  # an open study enrols a new rater with a signed token
     page.locator("#rater-begin").click()
     page.get_by_text("Trial 1 of").wait_for(timeout=30_000)

@@ -4,13 +4,19 @@ Renders are cached by content under ``cache/`` (named by image and condition, fo
 the browser gets live under ``serve/`` with opaque random names, so condition names never reach a rater. Only
 ``serve/`` may ever be given to the web server (``serve_dir``); the cache and the database stay outside it.
 The instruction anchors are rendered from the separate ``[[training]]`` photos, so no anchor is a trial stimulus.
+
+A server builds them in the background (``BackgroundBuild``): it answers at once, and the Rate tab says the study
+is being prepared, with the count rendered so far, until it is ready.
 """
 from __future__ import annotations
 
 import json
 import secrets
 import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import sqlalchemy as sa
@@ -48,21 +54,34 @@ def render(clean: np.ndarray, cond: Condition) -> np.ndarray:
     return degraded if cond.kind == "degraded" else sharpen(degraded, model=cond.method())
 
 
-def build(cfg: StudyConfig, engine: sa.Engine, out: Path) -> int:
-    """Render and register all stimuli (gold ones included). Returns how many were rendered anew."""
+def jobs(cfg: StudyConfig) -> list[tuple]:
+    """(source image, its conditions, role) for every photo: the trial conditions and gold on each rated photo, the
+    two anchors on each training photo."""
     conds = list(cfg.conditions) + [Condition(GOLD, "degraded", cfg.gold_preset)]
     anchors = [Condition(ANCHOR_BEST, "reference"), Condition(ANCHOR_WORST, "degraded", cfg.gold_preset)]
+    return [(im, conds, "trial") for im in cfg.images] + [(im, anchors, "anchor") for im in cfg.training]
+
+
+def count(cfg: StudyConfig) -> int:
+    """How many stimuli ``build`` makes."""
+    return sum(len(conds) for _, conds, _ in jobs(cfg))
+
+
+def build(cfg: StudyConfig, engine: sa.Engine, out: Path, progress: Callable[[int, int], None] | None = None) -> int:
+    """Render and register all stimuli (gold ones included). Returns how many were rendered anew. ``progress``:
+    called with (stimuli done, all) after each; without it a labelled bar shows on the terminal."""
     cache, serve = out / "cache", serve_dir(out)
     serve.mkdir(parents=True, exist_ok=True)
-    made = 0
-    jobs = [(im, conds, "trial") for im in cfg.images] + [(im, anchors, "anchor") for im in cfg.training]
+    made, done, total = 0, 0, count(cfg)
+    todo = jobs(cfg)
+    bar = None if progress else tqdm(total=total, desc="Rating study: rendering stimuli", unit="stimulus")
     with engine.begin() as conn:
         settings = {"reference": cfg.reference.name if cfg.reference else None, "design": cfg.design,
                     "contrasts": json.dumps([list(p) for p in cfg.contrasts])}
         conn.execute(db.meta.delete().where(db.meta.c.key.in_(list(settings))))
         conn.execute(db.meta.insert(), [{"key": k, "value": v} for k, v in settings.items() if v is not None])
         known = {(r.image, r.condition): r for r in conn.execute(sa.select(db.stimuli))}
-        for im, im_conds, role in tqdm(jobs, desc="stimuli", unit="image"):
+        for im, im_conds, role in todo:
             clean = load_source(im.path, cfg.crop)
             for cond in im_conds:
                 version = weights_digest(cond.model) if cond.kind == "model" else "x"
@@ -84,4 +103,67 @@ def build(cfg: StudyConfig, engine: sa.Engine, out: Path) -> int:
                     conn.execute(db.stimuli.update().where(db.stimuli.c.id == sid).values(**values))
                 else:
                     conn.execute(db.stimuli.insert().values(id=sid, image=im.name, condition=cond.name, **values))
+                done += 1
+                if progress:
+                    progress(done, total)
+                else:
+                    bar.update()
+    if bar:
+        bar.close()
     return made
+
+
+class BackgroundBuild:
+    """``build`` in a thread, so a server answers at once. ``log`` gets "Rating study: rendering stimuli i/N" after
+    each stimulus and a last line (ready, or why not); ``status()`` is what the Rate tab shows meanwhile. A failed
+    build is logged in full but told to raters in neutral words (an error may name a condition)."""
+
+    def __init__(self, cfg: StudyConfig, engine: sa.Engine, out: Path, log: Callable[[str], None] | None = None):
+        self.cfg, self.engine, self.out = cfg, engine, Path(out)
+        self.log = log or (lambda line: print(line, flush=True))
+        self.done, self.total = 0, count(cfg)
+        self.error: str | None = None
+        self.started_at, self.finished_at = time.monotonic(), None
+        self._finished = threading.Event()
+        serve_dir(self.out).mkdir(parents=True, exist_ok=True)  # the web server is told to allow it at start
+        self.log(f"Rating study: rendering {self.total} stimuli in the background")
+        self.thread = threading.Thread(target=self._run, name="study-build", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            made = build(self.cfg, self.engine, self.out, progress=self._progress)
+            self.log(f"Rating study: stimuli ready ({made} rendered now, "
+                     f"{time.monotonic() - self.started_at:.0f} s)")
+        except Exception as e:  # any failure: said in the log and on the Rate tab, not lost in a thread
+            self.error = f"{type(e).__name__}: {e}"
+            self.log(f"Rating study: could not render the stimuli: {self.error}")
+        finally:
+            self.finished_at = time.monotonic()
+            self._finished.set()
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done = done
+        self.log(f"Rating study: rendering stimuli {done}/{total}")
+
+    @property
+    def ready(self) -> bool:
+        return self._finished.is_set() and self.error is None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the build to end; whether the study is ready."""
+        self._finished.wait(timeout)
+        return self.ready
+
+    def status(self) -> str:
+        """For raters: empty when ready."""
+        if self.failed:
+            return "The study could not be prepared. Please come back later."
+        if self.ready:
+            return ""
+        return (f"The study is being prepared… (rendering stimuli {self.done}/{self.total}). "
+                "This page updates itself when it is ready.")

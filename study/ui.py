@@ -12,9 +12,11 @@ import contextlib
 import os
 import secrets
 import struct
+import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Protocol
 
 import gradio as gr
 import sqlalchemy as sa
@@ -91,36 +93,72 @@ def stimulus_image(label: str, elem_id: str, visible: bool = True) -> gr.Image:
                     elem_classes=["stimulus"], visible=visible)
 
 
-def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> None:
+class Preparing(Protocol):
+    """A study whose stimuli are still being built (``study.stimuli.BackgroundBuild``)."""
+
+    ready: bool
+    failed: bool
+
+    def status(self) -> str: ...
+
+
+class Stimuli:
+    """The study's scheduler and its served files, made when the stimuli are ready (at once without ``preparing``)."""
+
+    def __init__(self, cfg: StudyConfig, engine: sa.Engine, preparing: Preparing | None = None):
+        self.cfg, self.engine, self.preparing = cfg, engine, preparing
+        self._lock = threading.Lock()
+        self.study: Study | None = None
+        if preparing is None:
+            self.get()  # stimuli missing: an error at start, as before
+
+    def get(self) -> Study | None:
+        """The Study, or None while the stimuli are being built."""
+        if self.study is None and (self.preparing is None or self.preparing.ready):
+            with self._lock:
+                if self.study is None:
+                    with self.engine.connect() as conn:
+                        rows = conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.path, db.stimuli.c.image,
+                                                      db.stimuli.c.condition, db.stimuli.c.role)).all()
+                    self.paths = {r.id: r.path for r in rows}
+                    self.anchors = {r.condition: r.path for r in rows if r.role == "anchor" and self.cfg.training
+                                    and r.image == self.cfg.training[0].name}
+                    self.study = Study(self.cfg, self.engine)
+        return self.study
+
+    def status(self) -> str:
+        """What the page says instead of the start button (empty when ready)."""
+        return "" if self.get() is not None else self.preparing.status()
+
+
+def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks, preparing: Preparing | None = None) -> None:
     """The rating UI, built inside ``blocks`` (a standalone app or a tab of app.py). A ``?token=CODE`` in the page
-    address fills in the invitation code and starts (or resumes) at once."""
-    study = Study(cfg, engine)
+    address fills in the invitation code and starts (or resumes) at once. With ``preparing`` (stimuli still being
+    built) the page says so, with the count rendered, instead of the start button, and updates itself until ready."""
+    stimuli = Stimuli(cfg, engine, preparing)
     secret = access.server_secret(engine)
     design = DESIGNS[cfg.design]  # what each design shows and asks: study/designs.py
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(db.stimuli.c.id, db.stimuli.c.path, db.stimuli.c.image,
-                                      db.stimuli.c.condition, db.stimuli.c.role)).all()
-    paths = {r.id: r.path for r in rows}
-    anchors = {r.condition: r.path for r in rows if r.role == "anchor" and cfg.training
-               and r.image == cfg.training[0].name}
 
     rater = gr.State("")
     trial = gr.State(None)
-    with gr.Column(visible=True) as start_col:
+    waiting = stimuli.status()
+    status_md = gr.Markdown(waiting, elem_id="study-preparing", visible=bool(waiting))
+    timer = gr.Timer(2.0, active=False)  # set going by the page's load while the stimuli are being built
+    with gr.Column(visible=not waiting) as start_col:
         code_box = gr.Textbox(label="Your invitation code" + (" (leave empty to start as a new rater)"
                                                                if cfg.open_enrolment else ""), elem_id="rater-code")
         start = gr.Button("Start", variant="primary", elem_id="rater-start")
     with gr.Column(visible=False) as intro_col:
         gr.Markdown(f"### How to rate\n{design.instructions} {COMMON}")
         resume_md = gr.Markdown(elem_id="rater-resume")
-        if anchors:
+        anchor_images = []  # the practice photo's anchors, filled in (fresh copies) when the instructions show
+        if cfg.training:
             intro, best_label, worst_label = design.anchors  # a pair design has no 5-point scale to anchor
             gr.Markdown(intro)
             with gr.Row():
-                for cond, label, elem_id in ((ANCHOR_BEST, best_label, "anchor-best"),
-                                             (ANCHOR_WORST, worst_label, "anchor-worst")):
-                    gr.Image(showing(anchors[cond]) if cond in anchors else None, label=label, interactive=False,
-                             format="png", buttons=[], elem_id=elem_id, elem_classes=["stimulus"])
+                anchor_images = [gr.Image(label=label, interactive=False, format="png", buttons=[], elem_id=elem_id,
+                                          elem_classes=["stimulus"])
+                                 for label, elem_id in ((best_label, "anchor-best"), (worst_label, "anchor-worst"))]
         begin = gr.Button("I understand: start rating", variant="primary", elem_id="rater-begin")
     with gr.Column(visible=False) as trial_col:
         progress = gr.HTML()
@@ -153,10 +191,19 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
     def finished(message: str):
         return (*show(3), None, "", None, None, None, None, None, None, message)
 
+    def not_ready() -> bool:
+        if stimuli.get() is None:
+            gr.Warning(stimuli.status())
+            return True
+        return False
+
     def next_view(rid: str):
         if not rid:
             gr.Warning("Please start with your invitation code first.")
             return keep
+        if not_ready():
+            return keep
+        study, paths = stimuli.study, stimuli.paths
         t = study.current(rid)
         done, total = study.progress(rid)
         if t is None:
@@ -167,6 +214,17 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
                 showing(paths[right]) if right else None, None, None, None, None, "")
 
     def on_start(code: str):
+        """(rater, resume note, the trial outputs, the anchors: fresh copies when the instructions show)."""
+        out = started(code)
+        if out[1] and anchor_images:  # a resume note: the instructions show
+            anchors = stimuli.anchors
+            return (*out, *(showing(anchors[c]) if c in anchors else None for c in (ANCHOR_BEST, ANCHOR_WORST)))
+        return (*out, *[gr.update()] * len(anchor_images))
+
+    def started(code: str):
+        if not_ready():
+            return "", "", *keep
+        study = stimuli.study
         code = (code or "").strip()
         if code:
             rid = access.verify(secret, code)
@@ -196,6 +254,9 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
         if not rid or index is None:
             gr.Warning("No trial is open; please reload the page.")
             return keep
+        if not_ready():
+            return keep
+        study = stimuli.study
         answer = design.answer(a, b, s, p)
         if design.missing(answer):
             gr.Warning("Please answer before going on.")
@@ -208,20 +269,33 @@ def render_rating(cfg: StudyConfig, engine: sa.Engine, blocks: gr.Blocks) -> Non
             return keep
         return next_view(rid)
 
-    start_outputs = [rater, resume_md, *trial_outputs]
+    start_outputs = [rater, resume_md, *trial_outputs, *anchor_images]
     start.click(on_start, code_box, start_outputs, api_name="study_start", api_visibility="private")
     code_box.submit(on_start, code_box, start_outputs, api_visibility="private")
     begin.click(next_view, rater, trial_outputs, api_name="study_begin", api_visibility="private")
     submit.click(on_submit, [rater, trial, score_a, score_b, single, pref, display], trial_outputs,
                  api_name="study_rate", api_visibility="private", trigger_mode="once", js=DISPLAY_JS)
 
-    def from_url(request: gr.Request):
-        token = (request.query_params.get("token") or "").strip() if request else ""
-        if not token:
-            return "", *[gr.update()] * len(start_outputs)
-        return token, *on_start(token)
+    def preparing_view():
+        """(status, start column, timer): the count so far while building; the start button once ready."""
+        text = stimuli.status()
+        if not text:
+            return gr.Markdown("", visible=False), gr.Column(visible=True), gr.Timer(active=False)
+        return gr.Markdown(text, visible=True), gr.Column(visible=False), gr.Timer(active=not preparing.failed)
 
-    blocks.load(from_url, None, [code_box, *start_outputs], api_visibility="private")
+    def on_load(request: gr.Request):
+        token = (request.query_params.get("token") or "").strip() if request else ""
+        status, start_view, ticking = preparing_view()
+        unchanged = [gr.update()] * len(start_outputs)
+        if stimuli.get() is None:  # the token waits in its box for the start button
+            return status, ticking, token, *unchanged
+        if not token:
+            return status, ticking, "", unchanged[0], unchanged[1], start_view, *unchanged[3:]
+        return status, ticking, token, *on_start(token)
+
+    blocks.load(on_load, None, [status_md, timer, code_box, *start_outputs], api_visibility="private")
+    timer.tick(preparing_view, None, [status_md, start_col, timer], api_name="study_status", api_visibility="private",
+               show_progress="hidden", concurrency_limit=None)
     blocks.load(None, None, None, js=ONE_TO_ONE_JS)
 
 
@@ -292,14 +366,15 @@ def render_admin(engine: sa.Engine, note: str = "") -> None:
     show_btn.click(admin, password, [summary, table, files], api_name="study_admin", api_visibility="private")
 
 
-def render_hosted(cfg: StudyConfig, engine: sa.Engine, hosting: Hosting, blocks: gr.Blocks) -> None:
-    """The Rate tab of app.py: the rating UI, or why it collects no votes (``study.hosting.Hosting.refusal``), and
-    the admin view below, which also says where the votes are kept."""
+def render_hosted(cfg: StudyConfig, engine: sa.Engine, hosting: Hosting, blocks: gr.Blocks,
+                  preparing: Preparing | None = None) -> None:
+    """The Rate tab of app.py: the rating UI (``preparing``: while the stimuli are built), or why it collects no
+    votes (``study.hosting.Hosting.refusal``), and the admin view below, which also says where the votes are kept."""
     if hosting.refusal:
         gr.Markdown(f"**{hosting.refusal}**", elem_id="study-refused")
     else:
         gr.Markdown("Help us measure picture quality. It takes about five minutes.")
-        render_rating(cfg, engine, blocks)
+        render_rating(cfg, engine, blocks, preparing)
     with gr.Accordion("Study admin", open=False):
         render_admin(engine, hosting.notice())
 

@@ -121,11 +121,23 @@ def stored_votes(config: Path) -> pd.DataFrame:
         return pd.read_sql(sa.select(db.votes), conn)
 
 
+def study_ready(log: Path, timeout: float = 300) -> str:
+    """Wait until app.py says (in its output) that the study's stimuli, built in the background, are ready; the log."""
+    deadline = time.time() + timeout
+    while "Rating study: stimuli ready" not in (said := log.read_text()):
+        assert "could not render" not in said and time.time() < deadline, said
+        time.sleep(0.2)
+    return said
+
+
 @pytest.fixture(scope="module")
 def app_study(tmp_path_factory):
     """app.py with a pc study whose database lies beside its file (the default), as on a Space."""
     config = write_study(tmp_path_factory.mktemp("space"), "pc", min_ms=4000)
-    with running_app("--study", str(config), timeout=480) as url:  # warm-up is slow on a loaded machine
+    log = config.parent / "app.log"
+    with running_app("--study", str(config), timeout=480, log=log) as url:  # warm-up is slow on a loaded machine
+        said = study_ready(log)
+        assert "Rating study: rendering stimuli 6/6" in said  # 3 conditions and gold, 2 anchors: counted
         yield url, config
 
 
@@ -342,6 +354,7 @@ def test_the_rate_tab_names_no_condition_and_pair_designs_show_no_scale_anchors(
     config.write_text(BLIND.format(design=design))
     cfg = load_config(config)
     study = app.open_study(str(config), None)
+    assert study[3].wait(300)
     forbidden = ({c.name for c in cfg.conditions} | {c.kind for c in cfg.conditions} | {c.model for c in cfg.conditions}
                  | {c.preset for c in cfg.conditions} | {cfg.gold_preset, "student", "teacher", "degraded"}) - {""}
     if design == "dcr":
@@ -397,3 +410,85 @@ def test_each_showing_has_a_fresh_name_and_fresh_bytes(tmp_path):
     again = shown[int(votes.index[votes.kind == "repeat"][0])]
     for before, now in zip(first, reversed(again)):  # the same pair, sides swapped: the same pixels
         assert np.array_equal(read_image(before), read_image(now))
+
+
+@contextlib.contextmanager
+def another_writer(database: Path):
+    """Holds the SQLite database's write lock, as another writer would: a build must wait (its busy timeout is 30 s)
+    before storing anything, which holds it back for as long as a test needs, on any machine."""
+    import sqlite3
+
+    engine = db.connect(f"sqlite:///{database}")
+    access.server_secret(engine)  # the server secret exists before: the app reads it, and reading is not held up
+    engine.dispose()
+    lock = sqlite3.connect(database, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        yield lock
+    finally:
+        lock.rollback()
+        lock.close()
+
+
+def handler(blocks, api_name: str):
+    return next(f.fn for f in blocks.fns.values() if f.api_name == api_name)
+
+
+def test_the_app_does_not_wait_for_the_study_to_be_built(tmp_path, capsys):
+    """open_study returns before a single stimulus is built: the build runs in the background and counts in the log,
+    the Rate tab says the study is being prepared (and refuses to start) until it is ready, then it rates."""
+    import app
+
+    config = write_study(tmp_path, "pc")
+    with another_writer(tmp_path / "pc.db") as writer:
+        study = app.open_study(str(config), None)
+        returned = time.monotonic()
+        preparing = study[3]
+        blocks = app.make_app(study=study)  # the whole app, the Rate tab included, before any stimulus exists
+        status, start_col, timer = handler(blocks, "study_status")()
+        assert status.visible and "The study is being prepared… (rendering stimuli 0/6)" in status.value
+        assert start_col.visible is False and timer.active
+        with pytest.warns(UserWarning, match="being prepared"):
+            refused = handler(blocks, "study_start")("")
+        assert refused[:2] == ("", "") and not preparing.ready
+        writer.rollback()
+    assert preparing.wait(300) and returned < preparing.finished_at
+    status, start_col, timer = handler(blocks, "study_status")()
+    assert status.visible is False and start_col.visible and timer.active is False
+    started = handler(blocks, "study_start")("")
+    assert "keep this code" in started[1] and all(Path(p).exists() for p in started[-2:])  # the anchors, fresh copies
+    first = handler(blocks, "study_begin")(started[0])
+    assert "Trial 1 of" in first[5] and read_image(first[6]).shape[:2] == (64, 64)
+    said = capsys.readouterr().out
+    lines = [line for line in said.splitlines() if line.startswith("Rating study: rendering stimuli")]
+    assert lines == [f"Rating study: rendering stimuli {i}/6" for i in range(1, 7)]
+    assert "Rating study: rendering 6 stimuli in the background" in said and "Rating study: stimuli ready" in said
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (tests/run.sh installs it on CI)")
+def test_the_rate_tab_says_the_study_is_being_prepared_then_starts(tmp_path):
+    """In a browser: app.py serves while its study's stimuli are held back, the Rate tab says so, and it shows the
+    start button by itself once they are built."""
+    from playwright.sync_api import sync_playwright
+
+    config = write_study(tmp_path, "pc")
+    log = tmp_path / "app.log"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        with another_writer(tmp_path / "pc.db") as writer, running_app("--study", str(config), log=log,
+                                                                     timeout=480) as url:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_role("tab", name="Rate").click()
+            page.get_by_text("The study is being prepared").wait_for(timeout=20_000)
+            assert "rendering stimuli 0/6" in page.locator("#study-preparing").inner_text()
+            assert not page.locator("#rater-start").is_visible()
+            writer.rollback()  # the build goes on
+            page.locator("#rater-start").wait_for(state="visible", timeout=120_000)
+            assert not page.locator("#study-preparing").is_visible()
+            page.locator("#rater-start").click()
+            page.locator("#rater-resume").get_by_text("keep this code").wait_for(timeout=30_000)
+            page.wait_for_function("() => { const i = document.querySelector('#anchor-best img'); "
+                                   "return i && i.naturalWidth > 0; }", timeout=30_000)
+        browser.close()
+    assert "Rating study: stimuli ready" in log.read_text()

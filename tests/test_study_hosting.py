@@ -18,7 +18,7 @@ from kd.imagefile import read_image
 from study import db, hosting
 from study.__main__ import main as study_cli
 from study.votes_io import export_votes
-from test_study_app import CHROMIUM, call, rater_client, token_from, write_study
+from test_study_app import CHROMIUM, call, rater_client, study_ready, token_from, write_study
 
 SECRETS = {"STUDY_SECRET": "a-long-random-secret-for-tests", "STUDY_ADMIN_PASSWORD": "admin-password-for-tests"}
 SPACE = {"SPACE_ID": "someone/sharpkd", "PYTHONUNBUFFERED": "1", "STUDY_DB_URL": "", **dict.fromkeys(SECRETS, "")}
@@ -138,6 +138,7 @@ def test_votes_and_resume_codes_survive_a_restart_and_leave_with_the_admin(space
     config = write_study(tmp_path / "app", "pc")
     env = {**SPACE, **SECRETS, **storage_env}
     with running_app("--study", str(config), env=env, log=tmp_path / "first.log", timeout=480) as app_url:
+        study_ready(tmp_path / "first.log")  # the stimuli are built in the background
         client = rater_client(app_url)
         token = token_from(call(client, "study_start", "")[0])
         out = rate(client, call(client, "study_begin"), 3)
@@ -151,6 +152,7 @@ def test_votes_and_resume_codes_survive_a_restart_and_leave_with_the_admin(space
     shutil.rmtree(config.parent / f"{config.stem}_stimuli")  # the Space's disk is reset: only the storage is kept
 
     with running_app("--study", str(config), env=env, log=tmp_path / "second.log", timeout=480) as app_url:
+        study_ready(tmp_path / "second.log")  # the stimuli are built in the background
         client = rater_client(app_url)
         resumed = call(client, "study_start", token)  # the rater's resume code still works, at their next trial
         assert "Trial 4 of" in str(resumed)

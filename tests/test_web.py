@@ -131,16 +131,17 @@ def test_browser_output_is_the_python_student(page, frame):
     info = page.evaluate("() => ({ ...sharpener.info, features: sharpener.features })")
     assert info["backend"] == "wasm" and info["isolated"] and info["threads"] >= 1 and not info["note"]
     assert info["features"] == STREAM_FEATURES and info["runtime"].endswith("/web/ort/")  # the local copy
+    assert info["model"].endswith("/web/model/student_lite.onnx")  # on WASM the light student is the default
     for stream in STREAMS:
         out = page.evaluate("""async ([url, vec]) => sharpkdTest.pack(await sharpener.sharpen(
             await sharpkdTest.decode(url), vec && Float32Array.from(vec)))""",
                             [to_page(frame), None if stream is None else stream_condition(stream).tolist()])
-        got, ref = from_page(out), kd.sharpen(frame, model="student", stream=stream)
+        got, ref = from_page(out), kd.sharpen(frame, model="student_lite", stream=stream)
         assert got.shape == frame.shape
         assert np.abs(got.astype(int) - ref).max() <= 2, stream
         assert np.abs(got.astype(int) - frame).mean() > 0.5  # and it did sharpen
     fetched = [u.split("/web/", 1)[1] for u in page.requests]
-    assert fetched.count("model/student.onnx") == 1 and any(u.startswith("ort/") and u.endswith(".wasm") for u in fetched)
+    assert fetched.count("model/student_lite.onnx") == 1 and any(u.startswith("ort/") and u.endswith(".wasm") for u in fetched)
     error = page.evaluate("""async () => { try { await sharpener.sharpen(new ImageData(32, 32), new Float32Array(3)); }
         catch (e) { return e.message; } }""")
     assert "7 numbers" in error
@@ -168,7 +169,7 @@ def test_attach_draws_a_track_sharpened_into_a_canvas(page, frame):
     assert last["received"] == {"scale": 1, "codec": None, "qp": None} and last["errors"] == ["TypeError"] * 3
     shown, out = from_page(last["input"]), from_page(last["output"])
     assert np.array_equal(from_page(last["drawn"]), out)  # the canvas shows the sharpened frame
-    assert np.abs(out.astype(int) - kd.sharpen(shown, model="student", stream=Received(1.0))).max() <= 2
+    assert np.abs(out.astype(int) - kd.sharpen(shown, model="student_lite", stream=Received(1.0))).max() <= 2
 
 
 @needs_browser

@@ -150,6 +150,10 @@ def _snap_scale(log_scale: float) -> float:
 # --- the pixels: a JPEG's block grid ----------------------------------------------------------------------------
 
 
+BAND = 8  # px: the columns of each band ``block_grid`` reads
+GRID_DETREND = 33  # px: a moving mean over more than the longest period (8 × 4) takes a picture's edges out
+
+
 def block_grid(rgb: np.ndarray, stride: int = 8) -> dict[float, float]:
     """How plainly a frame shows block edges 8·s px apart, for each scale s of ``SCALES``: a codec's 8-px blocks
     coded at 1/s of the displayed size, the first edge 8·s − ½ px from the top-left corner, as a receiver scales a
@@ -179,9 +183,6 @@ def block_grid(rgb: np.ndarray, stride: int = 8) -> dict[float, float]:
             z += detail @ _waves(len(j)) / (float(detail.std()) * math.sqrt(len(j) / 2) + 1e-12)
     return dict(zip(SCALES, (z / math.sqrt(2)).tolist()))
 
-
-BAND = 8  # px: the columns of each band ``block_grid`` reads
-GRID_DETREND = 33  # px: a moving mean over more than the longest period (8 × 4) takes a picture's edges out
 
 
 @functools.lru_cache(maxsize=8)
@@ -257,12 +258,6 @@ def told(guess: Guess, file_quality: int | None = None, grid: dict[float, float]
     return Degradation(scale=scale, codec="h264", quality=int(np.clip(round(qp / QP_STEP) * QP_STEP, 0, 51))), \
         codec_known
 
-
-def degradation_of(guess: Guess, file_quality: int | None = None, lean: float = POLICY.lean,
-                   scale_margin: float = POLICY.scale_margin) -> Degradation:
-    """The degradation ``told`` gives for a reading, without the block grid (the previous policy's core)."""
-    return told(guess, file_quality, None, Policy(lean=lean, scale_margin=scale_margin, grid_z=None,
-                                                  clean_when_unsure=False))[0]
 
 
 def estimator_path():

@@ -74,7 +74,7 @@ def build(cfg: StudyConfig, engine: sa.Engine, out: Path, progress: Callable[[in
     serve.mkdir(parents=True, exist_ok=True)
     made, done, total = 0, 0, count(cfg)
     todo = jobs(cfg)
-    bar = None if progress else tqdm(total=total, desc="Rating study: rendering stimuli", unit="stimulus")
+    bar = tqdm(total=total, desc="Rating study: rendering stimuli", unit="stimulus", disable=progress is not None)
     with engine.begin() as conn:
         settings = {"reference": cfg.reference.name if cfg.reference else None, "design": cfg.design,
                     "contrasts": json.dumps([list(p) for p in cfg.contrasts])}
@@ -104,12 +104,10 @@ def build(cfg: StudyConfig, engine: sa.Engine, out: Path, progress: Callable[[in
                 else:
                     conn.execute(db.stimuli.insert().values(id=sid, image=im.name, condition=cond.name, **values))
                 done += 1
+                bar.update()
                 if progress:
                     progress(done, total)
-                else:
-                    bar.update()
-    if bar:
-        bar.close()
+    bar.close()
     return made
 
 

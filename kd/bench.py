@@ -4,7 +4,9 @@
 
 Medians over repeated runs after warm-up. Network rows time float NCHW frames (the network alone); the
 ``kd.sharpen`` rows time what users run: a uint8 frame through ``kd.sharpen`` with its default tile and backend
-(the same call that ``kd.video`` and the app's Live tab make). Each row runs in a fresh process and shows the
+(the same call that ``kd.video`` and the app's Live tab make). The ``kd.estimate`` rows time what ``stream="auto"``
+adds: an estimate per frame, and one every 15th frame as ``kd.video`` and live paths make it (``kd.estimate.Tracker``),
+each as a share of the student's ``kd.sharpen`` row at that size. Each row runs in a fresh process and shows the
 precision the runtime really computed in and that process's peak memory above its libraries (model, runtime, frames).
 Writes bench.jsonl and bench.md to ``--out`` (runs/bench by default: committed results are only replaced on
 request, with ``--out results``).
@@ -25,6 +27,7 @@ import pandas as pd
 import torch
 
 from kd.baselines import unsharp_mask
+from kd.estimate import EVERY
 from kd.models import count_params, gflops
 from kd.registry import plain
 from kd.runtime import available_backends, cpu_name, runner
@@ -119,9 +122,19 @@ def row(model: str, backend: str, size: int, repeats: int, warmup: int, threads:
     h, w = SIZES[size]
     x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
     frame = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
-    net, precision = None, "u8"
+    net, precision, per_call = None, "u8", 1
     if backend == "opencv":
         fn, arg = unsharp_mask, frame
+    elif backend.startswith("kd.estimate"):
+        from kd.estimate import Tracker, estimate
+
+        tracker = Tracker(every=EVERY)
+        per_call = 1 if backend == ESTIMATE_ROWS[0] else EVERY  # a tracker is timed over EVERY frames, then divided
+
+        def fn(f):
+            return estimate(f) if per_call == 1 else [tracker(f) for _ in range(EVERY)]
+
+        arg, precision = frame.astype(np.float32) / 255, "f32"  # the float frame kd.sharpen hands over
     elif backend.startswith("kd.sharpen"):
         asked = backend.split()[1]
         run = runner(model, asked)  # what users run: a uint8 frame, default tile, through kd.sharpen
@@ -134,10 +147,26 @@ def row(model: str, backend: str, size: int, repeats: int, warmup: int, threads:
     else:
         fn = channels_last(model) if backend == "torch channels_last" else runner(model, backend)
         arg, net, precision = x, plain(model), getattr(fn, "precision", "f32")
-    sec = timeit(fn, arg, repeats, warmup)
+    sec = timeit(fn, arg, repeats, warmup) / per_call
     return dict(model=Path(model).stem if net is not None else model, backend=backend, precision=precision,
                 size=f"{w}×{h}", ms=sec * 1000, fps=1 / sec, params=count_params(net) if net is not None else 0,
                 gflop=gflops(net, h, w) if net is not None else 0.0, peak_mb=(_status_kb("VmHWM") - base) / 1024)
+
+
+ESTIMATE_ROWS = ("kd.estimate", f"kd.estimate, 1 in {EVERY} frames")
+
+
+def estimate_share(table: pd.DataFrame) -> str:
+    """What stream="auto" costs beside the student, per size: each estimate row's ms over the ``kd.sharpen auto``
+    row's (the goal: ≤ 10%)."""
+    lines = []
+    for size, rows in table.groupby("size", sort=False):
+        student = rows[rows.backend.str.startswith("kd.sharpen (auto")].ms
+        if len(student):
+            shares = ", ".join(f"{b} {rows[rows.backend == b].ms.iloc[0] / student.iloc[0]:.1%}"
+                               for b in ESTIMATE_ROWS if (rows.backend == b).any())
+            lines.append(f"{size}: of the student's kd.sharpen time, {shares}")
+    return "\n".join(lines)
 
 
 def bench(sizes=(540, 720, 1080), repeats: int = 10, slow_repeats: int = 2,
@@ -151,6 +180,7 @@ def bench(sizes=(540, 720, 1080), repeats: int = 10, slow_repeats: int = 2,
     for s in sizes:
         tasks += [(m, b, s, *((repeats, 2) if m == models[0] else (slow_repeats, 1))) for m, b in network_configs(list(models))]
         tasks += [(models[0], b, s, repeats, 2) for b in sharpen_rows] + [("unsharp mask", "opencv", s, repeats, 2)]
+        tasks += [("estimator", b, s, repeats, 2) for b in ESTIMATE_ROWS]
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         rows = [pool.submit(row, *t, threads).result() for t in tasks]
     if torch.cuda.is_available():
@@ -170,7 +200,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for bench.jsonl and bench.md")
     a = ap.parse_args(argv)
     table = bench(a.sizes, a.repeats, a.slow_repeats, a.models, a.threads)
-    where = machine()
+    where = machine() + "\n\n" + estimate_share(table)
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "bench.jsonl", "a") as f:
         for r in table.to_dict("records"):

@@ -3,7 +3,9 @@
     python -m kd.video IN.mp4 OUT.mp4 [--model student] [--simulate medium] [--side-by-side]
 
 An H.264 or VP8 input (a recorded call, say) is sharpened told each frame's quantiser, read from its bitstream as a
-call's receiver reads it (``kd.callcodec``), at its own size (``--tell nothing``: blind).
+call's receiver reads it (``kd.callcodec``), at its own size. Any other input (HEVC, VP9, AV1, MPEG-4, a screen
+recording of a call) is told what ``kd.estimate`` reads from its pixels, every 15th frame (``kd.estimate.Tracker``);
+``--tell pixels`` reads the pixels of every input so, ``--tell nothing`` restores blind.
 
 Output is H.264 (yuv420p, CRF 18) with the input's timestamps (variable frame rates stay variable) and its
 colour tags: matrix, range, primaries and transfer are read from the input, used to convert to RGB and back, and
@@ -12,6 +14,7 @@ written to the output, so colours do not shift. Audio is not copied.
 from __future__ import annotations
 
 import argparse
+import functools
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tqdm import tqdm
 from kd.callcodec import CALL_CODECS, h264_frame_qp, received, told_step, vp8_q_index
 from kd.clips import open_video
 from kd.degrade import PRESETS, degrade
+from kd.estimate import Tracker, for_model
 from kd.runtime import BACKENDS
 from kd.sharpen import sharpen
 
@@ -51,9 +55,12 @@ def from_rgb(rgb: np.ndarray, c: dict) -> av.VideoFrame:
     return out
 
 
+TELL = ("auto", "pixels", "nothing")  # what a video's net is told: see the module's docstring
+
+
 def frames_and_quantisers(container, stream, tell: bool):
     """(decoded frame, the stream its net is told) in order: for H.264 and VP8 with ``tell``, the frame's quantiser
-    in its codec's steps at scale 1 (the file is shown at its decoded size); otherwise None (blind)."""
+    in its codec's steps at scale 1 (the file is shown at its decoded size); otherwise None (not in the bitstream)."""
     codec = stream.codec_context.name if tell and stream.codec_context.name in CALL_CODECS else None
     if codec == "h264":
         stream.codec_context.options = {"export_side_data": "venc_params"}
@@ -65,11 +72,15 @@ def frames_and_quantisers(container, stream, tell: bool):
 
 
 def process(src: Path | str, dst: Path | str, model: str = "student", simulate: str | None = None,
-            side_by_side: bool = False, backend: str = "auto", max_frames: int | None = None, tell: bool = True) -> int:
-    """Returns the number of frames written."""
+            side_by_side: bool = False, backend: str = "auto", max_frames: int | None = None, tell: str = "auto") -> int:
+    """Returns the number of frames written. ``tell``: one of ``TELL`` (the module's docstring); ignored with
+    ``simulate``, whose preset is told."""
     src, dst = Path(src), Path(dst)
     if simulate and simulate not in PRESETS:
         raise ValueError(f"unknown preset {simulate!r}; choose from {sorted(PRESETS)}")
+    if tell not in TELL:
+        raise ValueError(f"tell must be one of {TELL}, got {tell!r}")
+    pixels = Tracker(functools.partial(for_model, model)) if tell != "nothing" and not simulate else None
     inp, vin = open_video(src)
     with inp:
         if inp.format.name in TEXT_AS_VIDEO or vin.codec_context.name in TEXT_AS_VIDEO:
@@ -80,12 +91,16 @@ def process(src: Path | str, dst: Path | str, model: str = "student", simulate: 
         written = 0
         with av.open(str(dst), "w") as out:
             vout, c = None, None
-            decoded = frames_and_quantisers(inp, vin, tell and not simulate)
+            decoded = frames_and_quantisers(inp, vin, tell == "auto" and not simulate)
             for frame, known in tqdm(decoded, total=total, desc=f"sharpening {src.name}", unit="frame"):
                 c = c or colour(frame)
                 rgb = to_rgb(frame, c)
                 shown = degrade(rgb, simulate) if simulate else rgb
-                restored = sharpen(shown, model=model, backend=backend, stream=simulate or known)
+                if simulate:
+                    known = simulate
+                elif known is None and pixels is not None:
+                    known = pixels(rgb)
+                restored = sharpen(shown, model=model, backend=backend, stream=known)
                 picture = np.concatenate([shown, restored], axis=1) if side_by_side else restored
                 h, w = picture.shape[:2]
                 picture = picture[: h - h % 2, : w - w % 2]  # yuv420p needs even sizes
@@ -121,11 +136,12 @@ def main(argv=None):
     ap.add_argument("--side-by-side", action="store_true", help="write degraded | sharpened next to each other")
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--max-frames", type=int, default=None)
-    ap.add_argument("--tell", default="qp", choices=["qp", "nothing"],
-                    help="tell the net each H.264/VP8 frame's quantiser from the bitstream, or nothing (blind)")
+    ap.add_argument("--tell", default="auto", choices=TELL,
+                    help="auto: each H.264/VP8 frame's quantiser from the bitstream, other inputs' stream estimated "
+                         "from the pixels every 15th frame; pixels: estimated for every input; nothing: blind")
     a = ap.parse_args(argv)
     try:
-        n = process(a.input, a.output, a.model, a.simulate, a.side_by_side, a.backend, a.max_frames, a.tell == "qp")
+        n = process(a.input, a.output, a.model, a.simulate, a.side_by_side, a.backend, a.max_frames, a.tell)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")
     print(f"wrote {n} frames to {a.output}")

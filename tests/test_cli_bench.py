@@ -16,13 +16,20 @@ def private_cache(tmp_path, monkeypatch):
 def test_bench_rows_for_any_checkpoint(net_path, tmp_path, capsys):
     main(["--sizes", "540", "--repeats", "1", "--models", net_path, "--out", str(tmp_path / "b")])
     assert "wrote" in capsys.readouterr().out
-    assert (tmp_path / "b" / "bench.md").read_text().startswith("Machine: ")
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert md.startswith("Machine: ")
     table = pd.read_json(tmp_path / "b" / "bench.jsonl", lines=True)
     assert "CPUs" in table.machine[0]
     backends = set(table.backend)
     assert {"torch", "torch channels_last", "opencv"} <= backends
     assert {b for b in available_backends() if b != "torch"} <= backends
     assert any(b.startswith("kd.sharpen (auto → ") for b in backends)
+    # what stream="auto" adds: an estimate per frame and one per 15 frames, each a share of the student's time
+    from kd.bench import ESTIMATE_ROWS
+
+    estimates = table.set_index("backend").loc[list(ESTIMATE_ROWS), "ms"]
+    assert estimates.iloc[1] < estimates.iloc[0] / 5  # held between readings: 1 estimate per 15 frames
+    assert f"960×540: of the student's kd.sharpen time, {ESTIMATE_ROWS[0]} " in md
     assert set(table.precision) <= {"f32", "bf16", "f16", "u8", "int8 + f32", "int8 + bf16"}
     assert (table.ms > 0).all() and (table.peak_mb >= 0).all()
     net_rows = table[table.backend.isin(["torch", "onnx", "openvino"])]

@@ -224,3 +224,36 @@ def test_training_the_estimator_is_reproducible_by_seed(tmp_path):
         weights.append(checkpoint.load_state(tmp_path / f"{run}.pt")["model"])
     assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_run_of_frames_is_estimated_every_nth_frame_and_held_in_between():
+    """kd.estimate.Tracker reads the 1st, 16th, 31st... frame (a live path cannot pay an estimate per frame) and tells
+    the held reading in between; on a run of one stream it tells what reading its first frame would."""
+    from kd.estimate import Tracker
+
+    photo = photos()["coffee"]
+    frames = [degrade(np.roll(photo, 4 * i, axis=1), "medium") for i in range(31)]
+    reads = []
+
+    def read(frame):
+        reads.append(frame)
+        return estimate(frame)
+
+    track = Tracker(read, every=15)
+    told = [track(f) for f in frames]
+    assert [id(f) for f in reads] == [id(frames[0]), id(frames[15]), id(frames[30])]
+    assert all(t is told[0] for t in told[:15])
+    assert told[0].stream == estimate(frames[0]).stream != None  # noqa: E711 - a damaged frame is told something
+
+
+def test_a_tracked_stream_changes_only_when_readings_agree_on_the_change():
+    """A single odd reading (an estimate near a snapping boundary) does not change what the net is told: the told
+    stream would flicker; two readings in a row that agree do (the link really changed)."""
+    from kd.estimate import Tracker
+
+    medium, mild = (Estimate(Degradation(2.0, "jpeg", 30), "pixels"), Estimate(Degradation(1.5, "jpeg", 60), "pixels"))
+    readings = iter([medium, mild, medium, mild, mild, mild])
+    track = Tracker(lambda _: next(readings), every=1, confirm=2)
+    assert [track(None).stream for _ in range(6)] == [medium.stream] * 4 + [mild.stream] * 2
+    with pytest.raises(ValueError, match="every and confirm"):
+        Tracker(every=0)

@@ -140,9 +140,52 @@ def test_a_coded_video_tells_the_net_each_frames_quantiser(tmp_path, aware_net_p
     folded = tmp_path / "folded.pt"
     checkpoint.save(folded, checkpoint.load_model(aware_net_path).for_stream(stream_condition(told[0])))
     videos = {}
-    for name, model, tell in (("told", aware_net_path, True), ("blind", aware_net_path, False), ("folded", str(folded), False)):
+    for name, model, tell in (("told", aware_net_path, "auto"), ("blind", aware_net_path, "nothing"), ("folded", str(folded), "nothing")):
         process(tmp_path / "in.mp4", tmp_path / f"{name}.mp4", model=model, backend="torch", tell=tell)
         with av.open(str(tmp_path / f"{name}.mp4")) as c:
             videos[name] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]).astype(int)
     assert np.abs(videos["told"] - videos["folded"]).mean() < 0.5
     assert np.abs(videos["blind"] - videos["folded"]).mean() > 2
+
+
+def test_a_video_with_no_quantisers_in_its_bitstream_is_told_its_pixels_estimate(tmp_path):
+    """An MPEG-4 file (not a call codec: no quantiser read) is not restored blind: the shipped student is told what
+    kd.estimate reads from its pixels (every 15th frame), as kd.sharpen's default is; ``--tell nothing`` is blind."""
+    from skimage import data
+
+    from kd.degrade import degrade
+    from kd.estimate import estimate
+
+    photo = data.coffee()
+    with av.open(str(tmp_path / "in.mp4"), "w") as out:
+        s = out.add_stream("mpeg4", rate=15)
+        s.height, s.width, s.pix_fmt = 192, 256, "yuv420p"
+        s.options = {"qscale": "2"}
+        for i in range(3):
+            crop = degrade(np.ascontiguousarray(photo[100 + 4 * i: 292 + 4 * i, 150:406]), "medium")
+            for p in s.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    from kd import checkpoint
+    from kd.degrade import stream_condition
+    from kd.registry import weights_path
+    from kd.video import colour, to_rgb
+
+    with av.open(str(tmp_path / "in.mp4")) as c:
+        first = next(c.decode(c.streams.video[0]))
+    reading = estimate(to_rgb(first, colour(first)))
+    assert reading.degradation is not None and reading.degradation.scale > 1  # the pixels show the ÷2
+    folded = tmp_path / "folded.pt"  # the student folded for that reading: what every frame is told (one reading)
+    checkpoint.save(folded, checkpoint.load_model(weights_path("student")).for_stream(stream_condition(reading.stream)))
+    videos = {}
+    for name, model, tell in (("auto", "student", "auto"), ("pixels", "student", "pixels"),
+                              ("blind", "student", "nothing"), ("folded", str(folded), "nothing")):
+        process(tmp_path / "in.mp4", tmp_path / f"{name}.mp4", model=model, backend="torch", tell=tell)
+        with av.open(str(tmp_path / f"{name}.mp4")) as c:
+            videos[name] = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]).astype(int)
+    assert np.abs(videos["auto"] - videos["folded"]).mean() < 0.5  # (x264 may code a 1-level change differently)
+    assert np.array_equal(videos["auto"], videos["pixels"])
+    assert np.abs(videos["blind"] - videos["folded"]).mean() > 0.5
+    with pytest.raises(ValueError, match="tell must be one of"):
+        process(tmp_path / "in.mp4", tmp_path / "x.mp4", tell="qp")

@@ -8,7 +8,9 @@ step on the same patch, so online distillation would spend nearly all its time i
 labels a pool of training patches (``PatchDataset``: the training distribution, zoomed out like call frames) once;
 any number of student runs then reuse it. The file stores (degraded, teacher output, clean) as uint8 and the
 teacher's hash; it grows in place when run again with a larger ``--n`` (same teacher), so an interrupted run
-loses at most one chunk.
+loses at most one chunk. A stream-aware teacher is told each patch's stream as training tells it (some blind, some
+the scale alone), and the file stores that stream, so a stream-aware student is told it too; patches are drawn as
+``kd.train`` draws them (``--ladder-share``, ``--call-data``), so a run from labels and one from the photos see alike.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from tqdm import tqdm
 
 from kd import checkpoint
 from kd.data import PatchDataset, augment, load_training, paired_random_crop, to_tensor
+from kd import calldata
 from kd.degrade import stream_condition
+from kd.models import stream_aware
 from kd.registry import weights_digest
 
 ARRAYS = ("degraded", "clean", "teacher")  # stored arrays; LabelledPatches yields the stream between clean and teacher
@@ -42,7 +46,8 @@ def load_labels(path: Path | str) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def make_labels(teacher_path: Path, data: Path, out: Path, n: int, patch: int = 128, zoom: float = 3.0,
-                seed: int = 0, batch: int = 8, chunk: int = 200, threads: int = 0) -> Path:
+                seed: int = 0, batch: int = 8, chunk: int = 200, threads: int = 0, ladder_share: float = 0.0,
+                call_data: Path | None = None, call_share: float = 0.0) -> Path:
     """Label ``n`` training patches with the teacher (uncored: coring is for showing, not for teaching)."""
     if threads:
         torch.set_num_threads(threads)
@@ -50,38 +55,46 @@ def make_labels(teacher_path: Path, data: Path, out: Path, n: int, patch: int = 
     teacher.config["coring"] = 0.0
     teacher.config.pop("told_coring", None)  # uncored told or not
     teacher = teacher.to(memory_format=torch.channels_last)
-    digest = weights_digest(teacher_path)
-    have = {k: [] for k in ARRAYS}
+    digest, told = weights_digest(teacher_path), stream_aware(teacher)
+    kept = (*ARRAYS, "stream") if told else ARRAYS
+    have = {k: [] for k in kept}
     if out.exists():
         old = load_labels(out)
         if str(old.get("teacher_hash")) != digest:
             raise SystemExit(f"{out} was labelled by another teacher ({old.get('teacher_hash')}); use a new --out")
-        have = {k: [old[k]] for k in ARRAYS}
+        have = {k: [old[k]] for k in kept}
     done = sum(len(a) for a in have["clean"])
     if done >= n:
         print(f"{out} already holds {done} ≥ {n} labelled patches")
         return out
     train = load_training(data, data.parent / "val", patch)  # (its validation pairs are not used here)
-    ds = PatchDataset(train.images, patch, seed=seed * 1000 + done, weights=train.weights,
-                      codec_pairs=train.codec_pairs, zoom=zoom)  # a fresh stream for each growth
+    call_pairs = calldata.load(call_data)[0] if call_data else []
+    ds = PatchDataset(train.images, patch, seed=seed * 1000 + done, weights=train.weights,  # fresh on each growth
+                      codec_pairs=train.codec_pairs, zoom=zoom, ladder_share=ladder_share, call_pairs=call_pairs,
+                      call_share=call_share)
     stream = iter(ds)
     bar = tqdm(total=n, initial=done, desc="teacher labels", unit="patch")
     while done < n:
-        new, todo = {k: [] for k in ARRAYS}, min(chunk, n - done)
+        new, todo = {k: [] for k in kept}, min(chunk, n - done)
         while todo:
             pairs = [next(stream) for _ in range(min(batch, todo))]
             todo -= len(pairs)
             x = torch.stack([p[0] for p in pairs]).contiguous(memory_format=torch.channels_last)
-            t = teacher(x).clamp(0, 1)
+            condition = torch.stack([p[2] for p in pairs])
+            t = teacher(x, stream=condition if told else None).clamp(0, 1)
             for name, v in (("degraded", x), ("teacher", t), ("clean", torch.stack([p[1] for p in pairs]))):
                 new[name].append((v * 255).round().byte().permute(0, 2, 3, 1).numpy())
+            if told:
+                new["stream"].append(condition.numpy().astype(np.float32))
             bar.update(len(pairs))
-        for k in ARRAYS:
+        for k in kept:
             have[k].append(np.concatenate(new[k]))
         done = sum(len(a) for a in have["clean"])
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.stem + ".tmp.npz")
-        np.savez(tmp, teacher_hash=digest, args=json.dumps(dict(teacher=str(teacher_path), patch=patch, zoom=zoom)),
+        np.savez(tmp, teacher_hash=digest, args=json.dumps(dict(
+                     teacher=str(teacher_path), patch=patch, zoom=zoom, ladder_share=ladder_share,
+                     call_data=str(call_data) if call_data else None, call_share=call_share)),
                  **{k: np.concatenate(v) for k, v in have.items()})
         tmp.replace(out)
     bar.close()
@@ -92,7 +105,8 @@ def make_labels(teacher_path: Path, data: Path, out: Path, n: int, patch: int = 
 class LabelledPatches(torch.utils.data.IterableDataset):
     """Endless (degraded, clean, stream, teacher) patches: a random stored patch, a random ``patch``² window of it and
     one of the 8 flips/rotations, the same for all three images (the teacher is near-equivariant to both). The
-    stream is not recorded: its condition is "not told" (zeros), as for the blind teacher that labelled it."""
+    stream is the one the teacher was told (stored by a stream-aware teacher), else "not told" (zeros), as for the
+    blind teacher that labelled it."""
 
     def __init__(self, labels: dict[str, np.ndarray], patch: int, seed: int = 0, rank: int = 0):
         side = labels["clean"].shape[1]
@@ -109,7 +123,8 @@ class LabelledPatches(torch.utils.data.IterableDataset):
             stack = np.concatenate([self.labels[k][i] for k in ARRAYS], axis=2)  # one crop for all three
             window = augment([paired_random_crop(stack, stack, self.patch, rng)[1]], rng)[0]
             degraded, clean, teacher = (to_tensor(window[..., 3 * j: 3 * j + 3]) for j in range(3))
-            yield degraded, clean, torch.from_numpy(stream_condition(None)), teacher
+            told = self.labels["stream"][i] if "stream" in self.labels else stream_condition(None)
+            yield degraded, clean, torch.from_numpy(np.asarray(told, np.float32)), teacher
 
 
 def main(argv=None):
@@ -123,8 +138,12 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ladder-share", type=float, default=0.5, help="as kd.train's: scales on a call's ladder")
+    ap.add_argument("--call-data", type=Path, default=None, help="call video pairs (kd.calldata pack), as kd.train's")
+    ap.add_argument("--call-share", type=float, default=0.0)
     a = ap.parse_args(argv)
-    make_labels(a.teacher, a.data, a.out, a.n, a.patch, a.zoom, a.seed, a.batch, threads=a.threads)
+    make_labels(a.teacher, a.data, a.out, a.n, a.patch, a.zoom, a.seed, a.batch, threads=a.threads,
+                ladder_share=a.ladder_share, call_data=a.call_data, call_share=a.call_share)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,30 @@ def test_a_student_distils_from_stored_labels(tiny_teacher, tmp_path):
     with pytest.raises(SystemExit, match="kd.labels"):
         train_main(["--model", "student", "--teacher-labels", str(d / "missing.npz"), "--data", str(d / "train"),
                     "--val-data", str(d / "train"), "--out", str(s)])
+
+
+def test_a_stream_aware_teacher_is_told_each_patchs_stream_and_the_labels_keep_it(tiny_teacher, tmp_path):
+    """A stream-aware teacher labels each patch told its stream (as training tells it: some blind); the file keeps
+    the streams, and LabelledPatches hands each back with its patch, so a stream-aware student is told it too."""
+    d = tiny_teacher
+    torch.manual_seed(1)
+    net = build({"arch": "teacher", "blocks": 1, "width": 8, "unshuffle": 2, "stream": True})
+    for p in (*net.film.parameters(), net.tail.weight):
+        torch.nn.init.normal_(p, std=0.1)
+    checkpoint.save(tmp_path / "aware.pt", net)
+    out = tmp_path / "labels.npz"
+    make_labels(tmp_path / "aware.pt", d / "train", out, n=12, patch=48, batch=4, ladder_share=0.5)
+    labels = load_labels(out)
+    assert labels["stream"].shape[0] == 12 and labels["stream"][:, 0].any()  # told a scale on some
+    teacher = checkpoint.load_model(tmp_path / "aware.pt").float().eval()
+    with torch.no_grad():
+        x = torch.from_numpy(labels["degraded"]).permute(0, 3, 1, 2).float() / 255
+        told = teacher(x, stream=torch.from_numpy(labels["stream"])).clamp(0, 1)
+        blind = teacher(x).clamp(0, 1)
+    as_stored = torch.from_numpy(labels["teacher"]).permute(0, 3, 1, 2).float() / 255
+    assert (told - as_stored).abs().max() <= 1 / 255 + 1e-6
+    assert (blind - as_stored).abs().max() > 2 / 255  # what the blind teacher would have said differs
+    streams = {tuple(s.tolist()) for s in labels["stream"]}
+    patches = iter(LabelledPatches(labels, 32, seed=2))
+    for _ in range(10):
+        assert tuple(next(patches)[2].tolist()) in streams

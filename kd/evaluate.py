@@ -142,10 +142,10 @@ def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
     model, backend, told, views = parse_spec(spec)
     stream = {"stream": preset, "auto": "auto"}.get(told)
     note = ""
-    if told == "auto":  # scores change with the estimator's weights and its reading of them
+    if told == "auto":  # scores change with the estimator's weights, its reading of them and the policy
         weights = estimate.estimator_path()
         note = f"estimator={hashlib.sha1(weights.read_bytes()).hexdigest()[:12] if weights.exists() else None}" \
-               f"|v{estimate.VERSION}"
+               f"|v{estimate.VERSION}|{estimate.POLICY}"
     return (lambda small, degraded: sharpen(degraded, model=model, backend=backend or "torch", stream=stream,
                                             ensemble=views)), note
 

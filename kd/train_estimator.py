@@ -1,12 +1,13 @@
 """Train the stream estimator (``kd.models.StreamEstimator``) on known degradations of the training photos.
 
-    python -m kd.train_estimator --samples 6000 --seed 0 --out weights/estimator.pt
+    python -m kd.train_estimator --seed 0 --out weights/estimator.pt   # the shipped weights: ~13 min on one core
 
 Each sample is a zoomed-out region of a training photo (call-frame detail density, as the restorers train),
 degraded by ``kd.degrade.random_degradation`` (the restorers' training distribution, calls' downscale steps on
 half of the scaled ones), and cut into crops by ``kd.estimate.pick_crops``, as a frame is at inference. The samples
 are made once and reduced to the estimator's fixed features (degrading is the slow part); its MLP then trains on
-them for many passes. The loss is
+them for many passes (8 000 samples overfitted: validation loss −3.98 against −4.8 in training; 40 000 read the
+scale 1.5× closer). The loss is
 a Laplace negative log-likelihood for the scale and the codec strength (so the net also says how unsure it is:
 ``kd.estimate`` leans toward milder damage by that much) and cross-entropy for the codec. The validation photos
 (never the evaluation set) at fixed seeds pick the best step. The same seed gives the same weights on one machine.
@@ -112,8 +113,8 @@ def main(argv=None) -> int:
     ap.add_argument("--val", type=Path, default=Path("data/val"))
     ap.add_argument("--out", type=Path, default=Path("weights/estimator.pt"))
     ap.add_argument("--log", type=Path, default=Path("results/training/estimator.log.jsonl"))
-    ap.add_argument("--samples", type=int, default=8000, help="training samples (degraded regions) to make")
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--samples", type=int, default=40000, help="training samples (degraded regions) to make")
+    ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)

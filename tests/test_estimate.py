@@ -146,6 +146,31 @@ def test_a_reading_of_more_shrinking_than_the_blocks_show_is_told_the_blocks_sca
     assert gain["now"] > gain["before"] + 0.05 and gain["now"] > 0, gain
 
 
+def test_plain_blocks_are_told_as_a_jpeg_at_their_scale_when_the_estimator_is_unsure():
+    """An evaluation photo at `severe` (÷3, JPEG q15) read as ÷2.91 ±0.06, H.264 73% at QP≈25: its 8-px blocks 24 px
+    apart score far above chance. Told the likelier codec at the blocks' scale (H.264, QP 20 after the lean) the
+    student lost 0.13 dB on it; plain blocks are a JPEG's mark, so it is told JPEG at ÷3, and gains."""
+    from dataclasses import replace
+
+    from kd.estimate import POLICY, Guess, block_grid, told
+    from kd.metrics import psnr
+
+    reading = Guess(log_scale=math.log2(2.91), log_scale_unsure=0.06, codec_probs=(0.0, 0.27, 0.73),
+                    jpeg_strength=(100 - 47) / 90, jpeg_unsure=11 / 90, video_strength=25 / 51, video_unsure=4 / 51)
+    for name in ("chelsea", "rocket"):
+        photo = photos()[name]
+        frame = degrade(photo, "severe")
+        grid = block_grid(frame.astype(np.float32) / 255)
+        now, known = told(reading, None, grid)
+        assert known and now.codec == "jpeg" and now.scale == 3.0, (name, now)
+        likelier, _ = told(reading, None, grid, replace(POLICY, grid_codecs="any"))
+        assert likelier.codec == "h264"
+        base = psnr(frame, photo)
+        gain = {k: psnr(kd.sharpen(frame, backend="torch", stream=d), photo) - base
+                for k, d in (("jpeg", now), ("h264", likelier))}
+        assert gain["jpeg"] > 0.1 and gain["jpeg"] > gain["h264"] + 0.15, (name, gain)
+
+
 @pytest.mark.parametrize("quality", [75, 90])
 def test_a_photo_kept_as_a_jpeg_is_left_alone(quality):
     """Photos are kept as JPEGs: at full size with the codec unsure, the frame is told "clean" and left alone
@@ -207,7 +232,7 @@ def test_the_app_defaults_to_auto_shows_the_estimate_and_takes_an_override(tmp_p
 
 
 def test_training_the_estimator_is_reproducible_by_seed(tmp_path):
-    """python -m kd.train_estimator: the same seed gives the same weights (the shipped ones: --samples 8000 --seed 0)."""
+    """python -m kd.train_estimator: the same seed gives the same weights (the shipped ones: --seed 0)."""
     import torch
 
     from kd import checkpoint

@@ -110,6 +110,21 @@ def test_an_auto_row_is_told_the_estimated_stream_and_its_worst_images_are_repor
     assert "clean: worst PSNR to input" in md
 
 
+def test_an_auto_rows_cached_scores_follow_the_policy(photos, monkeypatch, tmp_path, aware_net_path):
+    """The auto row's stored scores are keyed on kd.estimate's policy too: a changed policy is scored anew (a policy
+    change used to be read back from the previous policy's scores)."""
+    from dataclasses import replace
+
+    from kd import estimate
+    from kd.evaluate import restorer
+
+    spec = f"{aware_net_path}+auto"
+    _, before = restorer(spec, "medium", photos / "val", tmp_path)
+    monkeypatch.setattr(estimate, "POLICY", replace(estimate.POLICY, lean=0.5))
+    _, after = restorer(spec, "medium", photos / "val", tmp_path)
+    assert before != after
+
+
 def test_a_self_ensemble_row_is_scored_and_cached_apart(photos, tmp_path, net_path):
     """"PATH*N" averages N flipped views (``kd.sharpen(ensemble=N)``): its scores differ from one view, are cached
     under their own key, and its cost column is N times one view's."""

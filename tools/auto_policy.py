@@ -24,17 +24,28 @@ from kd.degrade import PRESETS, Degradation, degrade
 from kd.estimate import POLICY, Policy, block_grid, guess, load_estimator, pick_crops, read_outputs, told
 from kd.metrics import psnr
 
-PREVIOUS = Policy(grid_z=None, clean_when_unsure=False)  # the policy before the block grid and "clean" when unsure
+V3 = Policy(grid_z=None, clean_when_unsure=False, grid_sure=None, unsure_lean=0.0)  # before the block grid
+PREVIOUS = replace(POLICY, grid_sure=None, unsure_lean=0.0)  # v4: the grid only lowered the scale
 VARIANTS = {
-    "previous": PREVIOUS,
-    "previous + clean when unsure": replace(PREVIOUS, clean_when_unsure=True),
-    "previous + block grid": replace(PREVIOUS, grid_z=POLICY.grid_z),
+    "v3": V3,
+    "v3 + clean when unsure": replace(V3, clean_when_unsure=True),
+    "v3 + block grid": replace(V3, grid_z=POLICY.grid_z),
+    "previous (v4)": PREVIOUS,
+    "previous + grid sure ≥ 8": replace(PREVIOUS, grid_sure=8.0),
     "shipped": POLICY,
     "shipped, grid also raises": replace(POLICY, grid_raises=True),
+    "shipped, no unsure lean": replace(POLICY, unsure_lean=0.0),
+    "shipped, unsure lean 2": replace(POLICY, unsure_lean=2.0),
     **{f"shipped, grid z ≥ {z:g}": replace(POLICY, grid_z=z) for z in (6.0, 8.0)},
     **{f"shipped, grid reach {r:g}": replace(POLICY, grid_reach=r) for r in (0.5, 0.8)},
     "shipped, lean 0.5": replace(POLICY, lean=0.5),
     "shipped, codec sure 0.8": replace(POLICY, codec_sure=0.8),
+    "shipped, codec sure 0.6": replace(POLICY, codec_sure=0.6),
+    **{f"shipped, grid sure ≥ {z:g}": replace(POLICY, grid_sure=z) for z in (6.0, 12.0)},
+    "shipped, lean 0.75": replace(POLICY, lean=0.75),
+    "shipped, grid vouches for JPEG only": replace(POLICY, grid_codecs="jpeg"),
+    "shipped, grid vouches for JPEG only, no unsure lean": replace(POLICY, grid_codecs="jpeg", unsure_lean=0.0),
+    "shipped, a sure grid vouches for the likelier codec": replace(POLICY, grid_codecs="any"),
 }
 
 
@@ -57,9 +68,11 @@ def main(argv=None) -> int:
     ap.add_argument("--kept-quality", type=int, nargs="+", default=[75, 90])
     ap.add_argument("--crops", type=int, default=0, help="crops the estimator reads (0: kd.estimate's own)")
     ap.add_argument("--model", default="student")
+    ap.add_argument("--estimator", type=Path, default=None, help="estimator weights (default: the shipped ones)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
     ap.add_argument("--out", type=Path, default=Path("runs/auto_policy.csv"))
     a = ap.parse_args(argv)
-    estimator = load_estimator()
+    estimator = load_estimator(a.estimator)
     rows = []
     for i, photo in enumerate(load_images(a.val)):
         f = a.side / max(photo.shape[:2])
@@ -81,7 +94,7 @@ def main(argv=None) -> int:
                 return outs[key]
 
             variants = {"told": run(truth), "blind": run(None)}
-            for name, policy in VARIANTS.items():
+            for name, policy in ((v, VARIANTS[v]) for v in a.variants):
                 d, codec_known = told(g, None, grid, policy)
                 variants[name] = run(d if codec_known or d.codec == "none" else d.scale)
             for name, out in variants.items():

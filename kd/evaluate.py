@@ -6,7 +6,8 @@
 Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
-(told and not told; told also at INT8), the one before it (the same, trained less), the one before that (experts on
+(told and not told; told also at INT8), the KD ablation (the shipped student trained 30 CPU-minutes more on one
+pool of stored patches, from its teacher's labels or from clean targets), the one before it (the same, trained less), the one before that (experts on
 the trunk only), the one before that (the same before training with a call's downscale steps), the one before that
 (4 experts per conv instead of 16) and the one before that (no context branch), a blind snapshot of the long CPU
 teacher run, the stream-aware CPU teacher, the previous GPU teacher (also averaged over 8 flips/transposes:
@@ -67,6 +68,10 @@ DEFAULT_METHODS = {
     "student (shipped), told the stream": str(WEIGHTS_DIR / "student.pt") + "+stream",
     "student (shipped), told, INT8 (OpenVINO)": str(WEIGHTS_DIR / "student.pt") + "@openvino-int8+stream",
     "student (shipped), auto: stream estimated": str(WEIGHTS_DIR / "student.pt") + "+auto",
+    # issue 27's ablation: the shipped student 30 CPU-min more on the same stored patches, teacher's labels or clean
+    "student, +30 CPU-min, KD from labels, told (ablation)":
+        str(WEIGHTS_DIR / "ablation" / "student_labels_kd.pt") + "+stream",
+    "student, +30 CPU-min, no KD, told (ablation)": str(WEIGHTS_DIR / "ablation" / "student_labels_no_kd.pt") + "+stream",
     "teacher-cpu, blind, step 6 000 (ablation)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu.pt"),
     "teacher-cpu, told (earlier)": str(WEIGHTS_DIR / "ablation" / "teacher_cpu_stream.pt") + "+stream",
     "teacher GPU, told (previous shipped)": str(WEIGHTS_DIR / "ablation" / "teacher_gpu_stream.pt") + "+stream",

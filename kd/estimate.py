@@ -31,7 +31,7 @@ CODECS = ("none", "jpeg", "h264")  # the estimator's codec classes: clean, JPEG,
 # Estimated streams are snapped to a grid, so a runtime folds and exports a bounded number of nets (one per stream)
 SCALES = tuple(sorted({1.0, 1.25, 1.5, 2.0, 2.5, 3.0, *CALL_LADDER}))
 JPEG_STEP, QP_STEP = 5, 2
-VERSION = 5  # bump when the same weights give other estimates (crops, snapping, leaning): cached scores key on it
+VERSION = 5  # bump when the same weights give other estimates (crops, snapping): cached scores key on it and Policy
 
 
 @dataclass(frozen=True)
@@ -217,8 +217,8 @@ class Policy:
     grid_reach: float = 0.65
     grid_raises: bool = False
     # Block edges this plain (score ≥ ``grid_sure``) at a scale above 1 are a block codec's beyond doubt: the scale
-    # told is theirs, with no lean, and the codec the estimator finds likelier is told however unsure it is of JPEG
-    # against intra video. None: never. 8 on the validation photos: `mild` +0.535 → +0.610, `severe` +0.659 → +0.765
+    # told is theirs, with no lean, and a codec is told however unsure the estimator is of JPEG against intra video
+    # (which one: ``grid_codecs``). None: never. 8 on the validation photos: `mild` +0.535 → +0.610, `severe` +0.659 → +0.765
     # (frames of plain blocks had been told their scale alone), `medium` −0.02
     grid_sure: float | None = 8.0
     # More lean on the scale of a frame whose codec stays unsure (told its scale alone): told the scale alone, the
@@ -233,6 +233,10 @@ class Policy:
     # A frame read at full size with its codec unsure is told "clean": photos kept as JPEGs read as lightly coded
     # (2 in 3 of the evaluation photos), and told their scale alone the net restored them blind (43.8 dB)
     clean_when_unsure: bool = True
+
+    def __post_init__(self):
+        if self.grid_codecs not in ("jpeg", "any", "blocks"):
+            raise ValueError(f"grid_codecs must be 'jpeg', 'any' or 'blocks', got {self.grid_codecs!r}")
 
 
 POLICY = Policy()
@@ -333,7 +337,7 @@ def estimate(image, quantization: dict | None = None, policy: Policy = POLICY, m
 
 
 # A run of frames (a video, a live feed) is re-estimated every EVERY-th frame: its stream changes rarely, and an
-# estimate every frame cost 12% of the student's time at 720p (README, "Auto"); one in 15 costs under 1%
+# estimate every frame cost 6-12% of the student's time at 720p (docs/results.md, "What auto costs"); 1 in 15, 0.4%
 EVERY = 15
 
 

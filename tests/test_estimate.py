@@ -169,6 +169,8 @@ def test_plain_blocks_are_told_as_a_jpeg_at_their_scale_when_the_estimator_is_un
         gain = {k: psnr(kd.sharpen(frame, backend="torch", stream=d), photo) - base
                 for k, d in (("jpeg", now), ("h264", likelier))}
         assert gain["jpeg"] > 0.1 and gain["jpeg"] > gain["h264"] + 0.15, (name, gain)
+    with pytest.raises(ValueError, match="grid_codecs"):  # a misspelt choice is refused, not read as "any"
+        replace(POLICY, grid_codecs="JPEG")
 
 
 @pytest.mark.parametrize("quality", [75, 90])

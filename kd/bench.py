@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from kd.baselines import unsharp_mask
-from kd.estimate import EVERY
+from kd.estimate import EVERY, Tracker, estimate
 from kd.models import count_params, gflops
 from kd.registry import plain
 from kd.runtime import available_backends, cpu_name, runner
@@ -126,8 +126,6 @@ def row(model: str, backend: str, size: int, repeats: int, warmup: int, threads:
     if backend == "opencv":
         fn, arg = unsharp_mask, frame
     elif backend.startswith("kd.estimate"):
-        from kd.estimate import Tracker, estimate
-
         tracker = Tracker(every=EVERY)
         per_call = 1 if backend == ESTIMATE_ROWS[0] else EVERY  # a tracker is timed over EVERY frames, then divided
 

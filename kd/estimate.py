@@ -256,8 +256,10 @@ def told(guess: Guess, file_quality: int | None = None, grid: dict[float, float]
     codec_known = file_quality is not None or max(guess.codec_probs) >= policy.codec_sure
     if codec == "none":
         return Degradation(scale=1.0, codec="none"), True
-    scale = _snap_scale(max(0.0, guess.log_scale - policy.lean * guess.log_scale_unsure
-                            + math.log2(policy.scale_margin)))
+    def leaned(units: float) -> float:  # the scale ``units`` uncertainties milder, snapped
+        return _snap_scale(max(0.0, guess.log_scale - units * guess.log_scale_unsure + math.log2(policy.scale_margin)))
+
+    scale = leaned(policy.lean)
     if grid is not None and policy.grid_z is not None:
         plain = [s for s, z in grid.items()  # a JPEG file's own blocks (full size) say nothing of the link's scale
                  if z >= policy.grid_z and abs(math.log2(s) - guess.log_scale) <= policy.grid_reach
@@ -270,8 +272,7 @@ def told(guess: Guess, file_quality: int | None = None, grid: dict[float, float]
                 codec = "jpeg"
             codec_known = codec_known or (sure and (policy.grid_codecs != "jpeg" or codec == "jpeg"))
     if not codec_known and policy.unsure_lean:
-        scale = min(scale, _snap_scale(max(0.0, guess.log_scale - (policy.lean + policy.unsure_lean)
-                                           * guess.log_scale_unsure)))
+        scale = min(scale, leaned(policy.lean + policy.unsure_lean))
     if scale == 1 and not codec_known and policy.clean_when_unsure:
         return Degradation(scale=1.0, codec="none"), True
     if codec == "jpeg":
@@ -357,18 +358,17 @@ class Tracker:
             raise ValueError(f"every and confirm must be ≥ 1, got {every} and {confirm}")
         self.read, self.every, self.confirm = read or estimate, every, confirm
         self.held: Estimate | None = None
-        self.frames = self.readings = 0
+        self.frames = 0
         self._candidate, self._agree = None, 0
 
     def __call__(self, frame, *args, **kwargs) -> Estimate | None:
         """The estimate to tell this frame's net (more arguments go to the estimate function)."""
-        due = self.frames % self.every == 0
+        first, due = self.frames == 0, self.frames % self.every == 0
         self.frames += 1
         if not due:
             return self.held
         new = self.read(frame, *args, **kwargs)
-        self.readings += 1
-        if self.readings == 1 or _told(new) == _told(self.held):
+        if first or _told(new) == _told(self.held):
             self.held, self._candidate, self._agree = new, None, 0
             return self.held
         self._agree = self._agree + 1 if _told(new) == _told(self._candidate) else 1
